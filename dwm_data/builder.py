@@ -1,0 +1,100 @@
+"""The one interface every source implements, and the registry that finds them by name.
+
+A builder turns an input (a dataset root, a capture) into a frozen list of `WorkUnit`s, then
+each unit into zero or more `Sample`s. It knows nothing about shards, processes or resuming:
+the run machinery (`dwm_data.run`) and the executors do that, the same way for every source.
+Builders are rebuilt from `plan.json` (name + options + recipe) in whatever process runs a task,
+so a Slurm array element or a Ray worker needs nothing but the run folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from dwm_data.errors import DwmDataError
+from dwm_data.recipe import Recipe
+from dwm_data.sample import Sample
+
+# name -> "module:Class"; imported only when that builder runs, so heavy extras stay optional.
+BUILDERS: dict[str, str] = {
+    "import-dwm": "dwm_data.dwm_layout.importer:ImportBuilder",
+}
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """The smallest piece of work that is done whole or not at all (a clip, a recording)."""
+
+    id: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    weight: float = 1.0  # relative cost, used to balance units across tasks
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "payload": self.payload, "weight": self.weight}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkUnit:
+        return cls(data["id"], data.get("payload", {}), data.get("weight", 1.0))
+
+
+@dataclass
+class UnitContext:
+    """What the run gives a builder while it processes one unit."""
+
+    scratch: Path  # kept across restarts of this unit (resume caches); removed once it is done
+    log: logging.Logger
+    heartbeat: Callable[[str], None] = lambda message: None  # "still alive, doing X"
+
+
+class BuilderOptions(BaseModel):
+    """Base for a builder's own options (input paths, backends); stored in plan.json."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Builder(ABC):
+    """A source of samples. Subclasses set `name`, `Options` and implement `plan` and `process`."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BuilderOptions]]
+    # The recipe section this builder reads its knobs from (e.g. "taste"), if any.
+    section: ClassVar[str | None] = None
+    # Replace the worker process after this many units, whatever the recipe says (1 for Blender,
+    # whose state leaks across scenes); None defers to `run.units_per_process`.
+    max_units_per_process: ClassVar[int | None] = None
+
+    def __init__(self, recipe: Recipe, options: BuilderOptions):
+        self.recipe = recipe
+        self.options = options
+
+    @abstractmethod
+    def plan(self) -> list[WorkUnit]:
+        """List the work units of the input; cheap, deterministic, no heavy imports if possible."""
+
+    def setup(self) -> None:
+        """Load models or open resources once per worker process, before the first unit."""
+
+    @abstractmethod
+    def process(self, unit: WorkUnit, ctx: UnitContext) -> Iterable[Sample]:
+        """Turn one unit into samples; raise `UnitError` (or any error) to fail just this unit."""
+
+
+def builder_class(name: str) -> type[Builder]:
+    if name not in BUILDERS:
+        raise DwmDataError(f"unknown builder '{name}' (known: {', '.join(sorted(BUILDERS))})")
+    module, _, attr = BUILDERS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def make_builder(name: str, recipe: Recipe, options: dict[str, Any] | BuilderOptions) -> Builder:
+    cls = builder_class(name)
+    opts = options if isinstance(options, BuilderOptions) else cls.Options.model_validate(options)
+    return cls(recipe, opts)

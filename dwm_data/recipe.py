@@ -1,0 +1,188 @@
+"""Recipes: YAML presets loaded into typed configs, overridable from the command line.
+
+A recipe pins every knob of a run. The shared sections (video, codecs, shards, run) are typed
+here; each builder or trainer validates its own section (`recipe.section(name, Model)`), so the
+sources stay independent. `base:` lets a recipe start from another one and change a few keys.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from dwm_data.errors import DwmDataError
+from dwm_data.video import Codec
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+# Sections owned by one builder or by the trainer; anything else at the top level is a typo.
+SECTIONS = ("import_dwm", "taste", "trumans", "aria", "train", "sample", "eval")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VideoConfig(Strict):
+    frames: int = 49
+    width: int = 720
+    height: int = 480
+    fps: str = "8"
+    resize: Literal["letterbox", "crop"] = "letterbox"
+    # The transformer needs sizes in multiples of 16 and 4k+1 frames; the video codec only even sizes.
+    size_multiple: int = 16
+
+    @field_validator("fps", mode="before")
+    @classmethod
+    def _fps(cls, value: Any) -> str:
+        return str(Fraction(str(value)))
+
+    @property
+    def rate(self) -> Fraction:
+        return Fraction(self.fps)
+
+    def check(self) -> None:
+        if self.width % self.size_multiple or self.height % self.size_multiple:
+            raise DwmDataError(
+                f"recipe size {self.width}x{self.height} is not a multiple of {self.size_multiple}"
+            )
+        if self.frames < 1:
+            raise DwmDataError(f"recipe frames must be positive, got {self.frames}")
+
+
+class CodecConfig(Strict):
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+    pix_fmt: str = "yuv420p"
+
+    def to_codec(self) -> Codec:
+        return Codec(self.codec, self.crf, self.preset, self.pix_fmt)
+
+
+class CodecsConfig(Strict):
+    video: CodecConfig = CodecConfig()
+    static: CodecConfig = CodecConfig()
+    hand: CodecConfig = CodecConfig(pix_fmt="yuv444p")
+
+    def to_codecs(self) -> dict[str, Codec]:
+        return {name: getattr(self, name).to_codec() for name in ("video", "static", "hand")}
+
+
+class ShardConfig(Strict):
+    name: str = "dwm"
+    maxcount: int = 100
+    maxsize: int = 1_000_000_000
+
+    @field_validator("maxsize", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        return parse_size(value)
+
+
+class RunConfig(Strict):
+    executor: Literal["local", "ray", "slurm"] = "local"
+    workers: int = 2
+    tasks: int | None = None  # None: enough tasks to keep every worker busy and balance the load
+    unit_timeout: float = 3600.0
+    units_per_process: int = 25  # a worker process is replaced after this many units (leaks)
+    restarts: int = 3  # how often a crashed or killed task is restarted before giving up
+
+
+class Recipe(BaseModel):
+    """The resolved recipe; builder sections are kept raw and typed by their owners."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = "custom"
+    video: VideoConfig = VideoConfig()
+    codecs: CodecsConfig = CodecsConfig()
+    shards: ShardConfig = ShardConfig()
+    run: RunConfig = RunConfig()
+
+    def section(self, name: str, model: type[M]) -> M:
+        if name not in SECTIONS:
+            raise DwmDataError(f"unknown recipe section '{name}'")
+        return model.model_validate((self.model_extra or {}).get(name, {}))
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_size(value: Any) -> int:
+    """'1GB', '500MB', 3e9 or 1000 -> bytes."""
+    if isinstance(value, int | float):
+        return int(value)
+    text = str(value).strip().upper().removesuffix("B")
+    units = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(float(text))
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    candidate = RECIPES_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+    raise DwmDataError(f"recipe '{name_or_path}' not found (known: {known}; or pass a .yaml path)")
+
+
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in seen:
+        raise DwmDataError(f"recipe base cycle: {' -> '.join(str(p) for p in (*seen, path))}")
+    data = yaml.safe_load(path.read_text()) or {}
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    return deep_merge(_read(recipe_path(base), (*seen, path)), data)
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides; values are parsed as YAML scalars (`3`, `true`, `[1,2]`)."""
+    data = deep_merge({}, data)
+    for item in overrides:
+        if "=" not in item:
+            raise DwmDataError(f"override '{item}' must look like section.key=value")
+        dotted, raw = item.split("=", 1)
+        node = data
+        *parents, leaf = dotted.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise DwmDataError(f"override '{item}': '{part}' is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_recipe(name_or_path: str | Path = "dwm", overrides: list[str] | None = None) -> Recipe:
+    """Load a preset by name (recipes/<name>.yaml) or path, apply overrides, validate."""
+    from pydantic import ValidationError
+
+    data = apply_overrides(_read(recipe_path(name_or_path)), overrides or [])
+    unknown = set(data) - set(Recipe.model_fields) - set(SECTIONS)
+    if unknown:
+        raise DwmDataError(f"unknown recipe key(s): {', '.join(sorted(unknown))}")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise DwmDataError(f"recipe {name_or_path}: {where}: {first['msg']}") from exc
+    recipe.video.check()
+    return recipe

@@ -1,0 +1,258 @@
+"""Video I/O on PyAV: exact frame counts, explicit sizes, fps as a Fraction.
+
+Every pitfall the field trips on is handled here once: libx264 holds frames in its look-ahead
+until flushed, odd sizes make yuv420p fail opaquely, float frame rates are refused, and
+container headers lie about frame counts (so we count packets). Resizing uses swscale through
+PyAV, the same scaler the official ffmpeg scripts used.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from dwm_data.errors import UnitError
+
+Source = bytes | str | Path
+ResizeMode = Literal["letterbox", "crop"]
+
+
+class VideoError(UnitError):
+    """A video cannot be read or written as asked; recorded as the unit's failure."""
+
+    def __init__(self, message: str, stage: str = "video"):
+        super().__init__(stage, message)
+
+
+@dataclass(frozen=True)
+class Codec:
+    """Encoder settings recorded with every sample so a reader knows how it was made."""
+
+    name: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+    pix_fmt: str = "yuv420p"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frames: int
+    width: int
+    height: int
+    fps: Fraction
+    codec: str
+    pix_fmt: str
+
+    def matches(self, frames: int, width: int, height: int, fps: Fraction, codec: str = "h264") -> bool:
+        return (self.frames, self.width, self.height, self.fps, self.codec) == (
+            frames,
+            width,
+            height,
+            Fraction(fps),
+            codec,
+        )
+
+
+def _open(source: Source):
+    import av
+
+    try:
+        if isinstance(source, bytes | bytearray | memoryview):
+            if len(source) == 0:
+                raise VideoError("empty video data (0 bytes)", "video-read")
+            return av.open(io.BytesIO(source), "r")
+        path = Path(source)
+        if not path.exists():
+            raise VideoError(f"video file not found: {path}", "video-read")
+        if path.stat().st_size == 0:
+            raise VideoError(f"empty video file (0 bytes): {path}", "video-read")
+        return av.open(str(path), "r")
+    except av.FFmpegError as exc:
+        raise VideoError(f"cannot open video {_name(source)}: {exc}", "video-read") from exc
+
+
+def _name(source: Source) -> str:
+    return "<memory>" if isinstance(source, bytes | bytearray | memoryview) else str(source)
+
+
+def check_size(width: int, height: int, multiple: int = 2) -> None:
+    """Refuse sizes the codec or the model cannot take, before any work is spent on them."""
+    if width <= 0 or height <= 0 or width % multiple or height % multiple:
+        raise VideoError(
+            f"size {width}x{height} must be positive multiples of {multiple}", "video-size"
+        )
+
+
+def probe(source: Source) -> VideoInfo:
+    """Read size, fps and codec from the header and count frames by demuxing (no decoding)."""
+    import av
+
+    with _open(source) as container:
+        if not container.streams.video:
+            raise VideoError(f"no video stream in {_name(source)}", "video-read")
+        stream = container.streams.video[0]
+        try:
+            frames = sum(1 for packet in container.demux(stream) if packet.size)
+        except av.FFmpegError as exc:
+            raise VideoError(f"corrupt video {_name(source)}: {exc}", "video-read") from exc
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        return VideoInfo(
+            frames=frames,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=Fraction(rate) if rate else Fraction(0),
+            codec=stream.codec_context.name,
+            pix_fmt=stream.codec_context.pix_fmt or "",
+        )
+
+
+def iter_frames(source: Source, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 frames one at a time, so long source clips never sit in memory whole.
+
+    `size` (width, height) scales with swscale's bicubic filter while converting to RGB.
+    """
+    import av
+
+    kwargs = {"width": size[0], "height": size[1], "interpolation": "BICUBIC"} if size else {}
+    with _open(source) as container:
+        if not container.streams.video:
+            raise VideoError(f"no video stream in {_name(source)}", "video-read")
+        try:
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="rgb24", **kwargs)
+        except av.FFmpegError as exc:
+            raise VideoError(f"corrupt video {_name(source)}: {exc}", "video-read") from exc
+
+
+def decode(source: Source, expected_frames: int | None = None) -> np.ndarray:
+    """Decode a whole video to (F, H, W, 3) uint8, checking the count when one is expected."""
+    frames = list(iter_frames(source))
+    if not frames:
+        raise VideoError(f"no frames decoded from {_name(source)}", "video-read")
+    if expected_frames is not None and len(frames) != expected_frames:
+        raise VideoError(
+            f"{_name(source)} has {len(frames)} frames, expected {expected_frames}", "video-frames"
+        )
+    return np.stack(frames)
+
+
+def encode(frames: np.ndarray | Sequence[np.ndarray], fps: Fraction | int | str, codec: Codec) -> bytes:
+    """Encode RGB frames to an in-memory mp4 holding exactly len(frames) frames."""
+    import av
+
+    if len(frames) == 0:
+        raise VideoError("cannot encode a video with no frames", "video-write")
+    height, width = frames[0].shape[:2]
+    check_size(width, height)
+    rate = Fraction(fps)
+    buffer = io.BytesIO()
+    try:
+        with av.open(buffer, "w", format="mp4") as container:
+            stream = container.add_stream(codec.name, rate=rate)
+            stream.width, stream.height, stream.pix_fmt = width, height, codec.pix_fmt
+            stream.options = {"crf": str(codec.crf), "preset": codec.preset}
+            for array in frames:
+                if array.shape != (height, width, 3) or array.dtype != np.uint8:
+                    raise VideoError(
+                        f"frame of shape {array.shape} {array.dtype}, expected ({height}, {width}, 3) uint8",
+                        "video-write",
+                    )
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+            container.mux(stream.encode(None))  # flush the look-ahead, or frames are lost
+    except av.FFmpegError as exc:
+        raise VideoError(f"encoding failed ({codec.name} {codec.pix_fmt}): {exc}", "video-write") from exc
+    data = buffer.getvalue()
+    written = probe(data).frames
+    if written != len(frames):
+        raise VideoError(f"encoder wrote {written} of {len(frames)} frames", "video-write")
+    return data
+
+
+def select_frames(
+    source_count: int, source_fps: Fraction, target_fps: Fraction, count: int, start: int = 0
+) -> list[int]:
+    """Source indices of `count` frames resampled to `target_fps` by nearest-frame selection.
+
+    Matches ffmpeg's `fps` filter (round to nearest), which the official TASTE-Rob scripts used.
+    Raises when the source is too short, instead of writing a short clip as those scripts did.
+    """
+    step = Fraction(source_fps) / Fraction(target_fps)
+    indices = [start + int(k * step + Fraction(1, 2)) for k in range(count)]
+    if indices[-1] >= source_count:
+        have = sum(1 for i in indices if i < source_count)
+        raise VideoError(
+            f"clip too short: {source_count} frames at {float(source_fps):g} fps give {have} of "
+            f"{count} frames at {float(target_fps):g} fps",
+            "video-frames",
+        )
+    return indices
+
+
+def fit_size(width: int, height: int, target_w: int, target_h: int, mode: ResizeMode) -> tuple[int, int]:
+    """The scaled (even) size before padding (letterbox) or cropping (crop) to the target."""
+    scale = min(target_w / width, target_h / height) if mode == "letterbox" else max(
+        target_w / width, target_h / height
+    )
+    scaled_w = max(2, int(round(width * scale / 2)) * 2)
+    scaled_h = max(2, int(round(height * scale / 2)) * 2)
+    if mode == "letterbox":
+        return min(scaled_w, target_w), min(scaled_h, target_h)
+    return max(scaled_w, target_w), max(scaled_h, target_h)
+
+
+def place(frame: np.ndarray, target_w: int, target_h: int) -> np.ndarray:
+    """Centre an already scaled frame on the target canvas: pad with black, or crop the excess."""
+    h, w = frame.shape[:2]
+    if (w, h) == (target_w, target_h):
+        return frame
+    out = np.zeros((target_h, target_w, 3), dtype=np.uint8)
+    # offsets into the source (crop) and into the canvas (pad), per axis
+    sy, dy = max(0, (h - target_h) // 2), max(0, (target_h - h) // 2)
+    sx, dx = max(0, (w - target_w) // 2), max(0, (target_w - w) // 2)
+    ch, cw = min(h, target_h), min(w, target_w)
+    out[dy : dy + ch, dx : dx + cw] = frame[sy : sy + ch, sx : sx + cw]
+    return out
+
+
+def read_clip(
+    source: Source,
+    count: int,
+    fps: Fraction | int,
+    width: int,
+    height: int,
+    mode: ResizeMode = "letterbox",
+    start: int = 0,
+) -> tuple[np.ndarray, list[int]]:
+    """Read `count` frames resampled to `fps` and fitted to width x height; also the source indices.
+
+    Decodes only as far as the last needed frame, and scales while converting to RGB.
+    """
+    info = probe(source)
+    if info.fps <= 0:
+        raise VideoError(f"{_name(source)} has no usable frame rate", "video-read")
+    indices = select_frames(info.frames, info.fps, Fraction(fps), count, start)
+    wanted: dict[int, list[int]] = {}
+    for position, index in enumerate(indices):
+        wanted.setdefault(index, []).append(position)
+    scaled = fit_size(info.width, info.height, width, height, mode)
+    out = np.empty((count, height, width, 3), dtype=np.uint8)
+    for index, frame in enumerate(iter_frames(source, size=scaled)):
+        for position in wanted.pop(index, ()):
+            out[position] = place(frame, width, height)
+        if not wanted:
+            break
+    if wanted:
+        raise VideoError(
+            f"{_name(source)} decoded fewer frames than its header said ({info.frames})",
+            "video-frames",
+        )
+    return out, indices
