@@ -79,7 +79,7 @@ class Builder(ABC):
     def plan(self) -> list[WorkUnit]:
         """List the work units of the input; cheap, deterministic, no heavy imports if possible."""
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - optional hook, most builders need none
         """Load models or open resources once per worker process, before the first unit."""
 
     @abstractmethod

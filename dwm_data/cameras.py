@@ -44,7 +44,12 @@ class Intrinsics:
         """The same camera at another resolution (pixel-centre aware)."""
         sx, sy = width / self.width, height / self.height
         return Intrinsics(
-            self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, width, height
+            self.fx * sx,
+            self.fy * sy,
+            (self.cx + 0.5) * sx - 0.5,
+            (self.cy + 0.5) * sy - 0.5,
+            width,
+            height,
         )
 
     def as_dict(self) -> dict:

@@ -177,7 +177,11 @@ def pack_hands(
     """`hands.npz` bytes: per frame and side (0 left, 1 right) validity, 21 keypoints in the
     camera frame (metres, MANO/OpenPose order) and their pixels; `extra` holds e.g. MANO params."""
     frames = valid.shape[0]
-    if valid.shape != (frames, 2) or keypoints_cam.shape != (frames, 2, 21, 3) or keypoints_px.shape != (frames, 2, 21, 2):
+    if (
+        valid.shape != (frames, 2)
+        or keypoints_cam.shape != (frames, 2, 21, 3)
+        or keypoints_px.shape != (frames, 2, 21, 2)
+    ):
         raise SampleError(
             f"hands arrays must be (F,2), (F,2,21,3), (F,2,21,2); got {valid.shape}, "
             f"{keypoints_cam.shape}, {keypoints_px.shape}"

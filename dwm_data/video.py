@@ -52,7 +52,9 @@ class VideoInfo:
     codec: str
     pix_fmt: str
 
-    def matches(self, frames: int, width: int, height: int, fps: Fraction, codec: str = "h264") -> bool:
+    def matches(
+        self, frames: int, width: int, height: int, fps: Fraction, codec: str = "h264"
+    ) -> bool:
         return (self.frames, self.width, self.height, self.fps, self.codec) == (
             frames,
             width,
@@ -145,7 +147,9 @@ def decode(source: Source, expected_frames: int | None = None) -> np.ndarray:
     return np.stack(frames)
 
 
-def encode(frames: np.ndarray | Sequence[np.ndarray], fps: Fraction | int | str, codec: Codec) -> bytes:
+def encode(
+    frames: np.ndarray | Sequence[np.ndarray], fps: Fraction | int | str, codec: Codec
+) -> bytes:
     """Encode RGB frames to an in-memory mp4 holding exactly len(frames) frames."""
     import av
 
@@ -169,7 +173,9 @@ def encode(frames: np.ndarray | Sequence[np.ndarray], fps: Fraction | int | str,
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
             container.mux(stream.encode(None))  # flush the look-ahead, or frames are lost
     except av.FFmpegError as exc:
-        raise VideoError(f"encoding failed ({codec.name} {codec.pix_fmt}): {exc}", "video-write") from exc
+        raise VideoError(
+            f"encoding failed ({codec.name} {codec.pix_fmt}): {exc}", "video-write"
+        ) from exc
     data = buffer.getvalue()
     written = probe(data).frames
     if written != len(frames):
@@ -197,10 +203,14 @@ def select_frames(
     return indices
 
 
-def fit_size(width: int, height: int, target_w: int, target_h: int, mode: ResizeMode) -> tuple[int, int]:
+def fit_size(
+    width: int, height: int, target_w: int, target_h: int, mode: ResizeMode
+) -> tuple[int, int]:
     """The scaled (even) size before padding (letterbox) or cropping (crop) to the target."""
-    scale = min(target_w / width, target_h / height) if mode == "letterbox" else max(
-        target_w / width, target_h / height
+    scale = (
+        min(target_w / width, target_h / height)
+        if mode == "letterbox"
+        else max(target_w / width, target_h / height)
     )
     scaled_w = max(2, int(round(width * scale / 2)) * 2)
     scaled_h = max(2, int(round(height * scale / 2)) * 2)

@@ -1,0 +1,126 @@
+"""What every command shares: recipe options, running a builder, the end-of-run summary.
+
+Only the standard library and Typer are imported at the top, so `dwm-data --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+RecipeOpt = Annotated[
+    str,
+    typer.Option(
+        "--recipe", "-r", help="Preset name in recipes/ (dwm, tiny, ...) or a .yaml path."
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", help="Override a recipe key, e.g. --set video.frames=17 (repeatable)."
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", "-w", help="Worker processes (default: recipe run.workers)."),
+]
+TasksOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--tasks",
+        help="Split the work into this many tasks (frozen in plan.json on the first run).",
+    ),
+]
+ExecutorOpt = Annotated[
+    str | None, typer.Option("--executor", help="local (process pool, default), ray or slurm.")
+]
+RetryOpt = Annotated[
+    bool, typer.Option("--retry-failed", help="Try the units recorded as failed again.")
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Delete OUT first instead of resuming it.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def load_recipe(recipe: str, overrides: list[str] | None, **run: Any):
+    """The recipe with --set overrides, plus run options given as flags (flags win)."""
+    from dwm_data.recipe import load_recipe as load
+
+    extra = [f"run.{key}={value}" for key, value in run.items() if value is not None]
+    return load(recipe, [*(overrides or []), *extra])
+
+
+def run_build(
+    builder: str,
+    options: dict[str, Any],
+    out: Path,
+    recipe: str,
+    overrides: list[str] | None,
+    *,
+    workers: int | None = None,
+    tasks: int | None = None,
+    executor: str | None = None,
+    retry_failed: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Run a builder into OUT, print the summary, exit 1 if any unit failed (3 if unfinished)."""
+    from dwm_data.build import build
+
+    resolved = load_recipe(recipe, overrides, workers=workers, tasks=tasks, executor=executor)
+    result = build(
+        builder,
+        options,
+        resolved,
+        out,
+        retry_failed=retry_failed,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
+    print_summary(result.status, result.seconds)
+    if not result.status.finished:
+        raise typer.Exit(3)
+    if result.status.failed:
+        raise typer.Exit(1)
+
+
+def print_summary(status, seconds: float | None = None) -> None:
+    from collections import Counter
+
+    from rich.table import Table
+
+    out = console()
+    table = Table(
+        title=f"{status.builder} -> {status.root}", show_header=False, title_justify="left"
+    )
+    table.add_row(
+        "units",
+        f"{status.done} done, {status.failed} failed, {status.pending} pending of {status.units}",
+    )
+    table.add_row(
+        "samples", f"{status.samples} in {status.shards} shards, {status.bytes / 1e6:.1f} MB"
+    )
+    table.add_row("tasks", f"{status.tasks_complete} of {status.tasks} complete")
+    if seconds is not None:
+        table.add_row("time", f"{seconds:.1f} s")
+    if status.failures:
+        by_stage = Counter(f["stage"] for f in status.failures)
+        table.add_row("failures", ", ".join(f"{stage}: {n}" for stage, n in by_stage.most_common()))
+    out.print(table)
+    for failure in status.failures[:10]:
+        out.print(f"[red]failed[/red] {failure['unit']} [{failure['stage']}] {failure['message']}")
+    if len(status.failures) > 10:
+        out.print(f"... and {len(status.failures) - 10} more (see {status.root}/failures/)")
+    if status.failures or not status.finished:
+        out.print(
+            "Re-run the same command to finish the rest; add --retry-failed to retry failed units."
+        )

@@ -1,0 +1,126 @@
+"""Commands that bring data in and out and let a person look at it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import (
+    ExecutorOpt,
+    OverwriteOpt,
+    QuietOpt,
+    RecipeOpt,
+    RetryOpt,
+    SetOpt,
+    TasksOpt,
+    WorkersOpt,
+    console,
+    run_build,
+)
+
+
+def import_dwm(
+    source: Annotated[
+        Path, typer.Argument(help="A folder in the official layout, or a split list file.")
+    ],
+    out: Annotated[Path, typer.Argument(help="Run folder to write (resumed if it exists).")],
+    data_root: Annotated[
+        Path | None,
+        typer.Option(help="What a list file's paths are relative to (default: its folder)."),
+    ] = None,
+    license: Annotated[
+        str, typer.Option(help="Licence of the source, recorded in every sample.")
+    ] = "unspecified",
+    allow_missing_prompt: Annotated[
+        bool, typer.Option(help="Import clips without a prompt as empty text.")
+    ] = False,
+    recipe: RecipeOpt = "dwm",
+    set: SetOpt = None,
+    workers: WorkersOpt = None,
+    tasks: TasksOpt = None,
+    executor: ExecutorOpt = None,
+    retry_failed: RetryOpt = False,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Import triplets in the official DWM layout
+    (<root>/<scene>/<rec>/{videos,videos_static,videos_hands,prompts_rewrite}/<stem>.*) into shards.
+
+    Videos that already match the recipe are stored byte for byte; others are resampled and fitted.
+    """
+    options = {
+        "source": str(source.resolve()),
+        "data_root": str(data_root.resolve()) if data_root else None,
+        "license": license,
+        "allow_missing_prompt": allow_missing_prompt,
+    }
+    run_build(
+        "import-dwm",
+        options,
+        out,
+        recipe,
+        set,
+        workers=workers,
+        tasks=tasks,
+        executor=executor,
+        retry_failed=retry_failed,
+        overwrite=overwrite,
+        quiet=quiet,
+    )
+
+
+def export_dwm(
+    shards: Annotated[
+        Path, typer.Argument(help="A run folder, a folder of .tar shards, or one shard.")
+    ],
+    out: Annotated[Path, typer.Argument(help="Folder to write the official layout into.")],
+) -> None:
+    """Write shards back to the official DWM folder layout, for the official trainer."""
+    from dwm_data.dwm_layout.exporter import export_dwm as export
+
+    count = export(shards, out)
+    console().print(f"exported {count} samples to {out}")
+
+
+def inspect(
+    shards: Annotated[
+        Path, typer.Argument(help="A run folder, a folder of .tar shards, or one shard.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Summarise shards: samples, sources, frames/size/fps, prompts, failures, disk size."""
+    import json
+
+    from dwm_data.inspect import inspect_shards, render_report
+
+    report = inspect_shards(shards)
+    if as_json:
+        print(json.dumps(report, indent=1, sort_keys=True))
+    else:
+        render_report(report, console())
+
+
+def preview(
+    shards: Annotated[
+        Path, typer.Argument(help="A run folder, a folder of .tar shards, or one shard.")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="A .mp4 (side-by-side video) or .png (contact sheet)."),
+    ],
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", "-k", help="Sample key(s) to show (default: the first ones)."),
+    ] = None,
+    count: Annotated[int, typer.Option(help="How many samples when no key is given.")] = 3,
+    overlay: Annotated[
+        bool, typer.Option(help="Add a panel with the hand video laid over the interaction.")
+    ] = True,
+) -> None:
+    """Show static | hand | interaction side by side, to check alignment by eye."""
+    from dwm_data.preview import write_preview
+
+    shown = write_preview(shards, out, keys=key or None, count=count, overlay=overlay)
+    console().print(f"wrote {out} ({', '.join(shown)})")

@@ -1,0 +1,44 @@
+"""The `dwm-data` entry point. Commands live in small modules; each imports its work lazily."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cli import dataset, runs
+
+app = typer.Typer(
+    name="dwm-data",
+    help="Build Dexterous World Model training triplets (interaction, static scene, hands) and train on them.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+app.command("import-dwm", rich_help_panel="Build")(dataset.import_dwm)
+app.command("export-dwm", rich_help_panel="Inspect and convert")(dataset.export_dwm)
+app.command("inspect", rich_help_panel="Inspect and convert")(dataset.inspect)
+app.command("preview", rich_help_panel="Inspect and convert")(dataset.preview)
+app.command("status", rich_help_panel="Runs")(runs.status)
+app.command("run-task", rich_help_panel="Runs", hidden=True)(runs.run_task)
+app.command("demo", rich_help_panel="Start here")(runs.demo)
+app.command("bench", rich_help_panel="Runs")(runs.bench)
+
+
+def main() -> None:
+    """Run the app; user-facing errors print as one red line without a traceback (exit 2)."""
+    from dwm_data.errors import DwmDataError
+
+    try:
+        app()
+    except DwmDataError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Commands about runs: status, the demo, benchmarks, and the task entry used by cluster backends."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import console, print_summary
+
+BENCHES = {
+    "io": "dwm_data.bench.io:main",
+    "hands": "dwm_data.bench.hands:main",
+    "trumans": "dwm_data.bench.trumans:main",
+    "splat": "dwm_data.bench.splat:main",
+    "train": "dwm_model.bench:main",
+}
+
+
+def status(
+    out: Annotated[Path, typer.Argument(help="A run folder.")],
+) -> None:
+    """Progress, running units and failures of a run, read from its files alone."""
+    from dwm_data.run import run_status
+
+    state = run_status(out)
+    print_summary(state)
+    for item in state.running:
+        console().print(
+            f"[yellow]running[/yellow] task {item['task']}: {item['unit']} for {time.time() - item['since']:.0f} s"
+        )
+    console().print(
+        "finished" if (out / "dataset.json").exists() else "not finished (no dataset.json yet)"
+    )
+
+
+def run_task(
+    out: Annotated[Path, typer.Argument(help="A run folder with plan.json.")],
+    task: Annotated[int, typer.Option(help="Task index in the plan.")],
+    retry_failed: Annotated[bool, typer.Option(help="Retry this task's failed units.")] = False,
+) -> None:
+    """Run one task of a frozen plan (what a Slurm array element or a remote worker calls)."""
+    from dwm_data.run import run_task as run
+
+    while run(out, task, retry_failed=retry_failed) != "complete":
+        retry_failed = False
+
+
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the demo's input, shards and previews.")
+    ] = Path("demo-output"),
+    recipe: Annotated[str, typer.Option("--recipe", "-r", help="Recipe for every stage.")] = "tiny",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run every builder on input the demo makes itself (no download), then preview and summarise."""
+    from dwm_data.demo import run_demo
+
+    ok = run_demo(out, recipe, console(), progress=not quiet)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def bench(
+    topic: Annotated[str, typer.Argument(help=f"One of: {', '.join(BENCHES)}.")],
+    quick: Annotated[bool, typer.Option(help="Smaller inputs, for a fast sanity run.")] = False,
+) -> None:
+    """Measure speed against a baseline on the same input, in one run; prints the figures."""
+    import importlib
+
+    from rich.table import Table
+
+    from dwm_data.errors import DwmDataError
+
+    if topic not in BENCHES:
+        raise DwmDataError(f"unknown benchmark '{topic}' (known: {', '.join(BENCHES)})")
+    module, _, name = BENCHES[topic].partition(":")
+    try:
+        rows = getattr(importlib.import_module(module), name)(quick=quick)
+    except ModuleNotFoundError as exc:
+        raise DwmDataError(f"benchmark '{topic}' is not available in this install ({exc})") from exc
+    table = Table(
+        title=f"dwm-data bench {topic}{' --quick' if quick else ''}", title_justify="left"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for figure, value in rows:
+        table.add_row(figure, value)
+    console().print(table)

@@ -1,0 +1,128 @@
+"""`import-dwm`: triplets in the official folder layout (or a split list) -> shards.
+
+Videos that already match the recipe (H.264, frame count, size, fps) are stored byte for byte,
+whatever their pixel format, so importing and exporting the official data gives back the same
+files. Anything else is resampled and refitted to the recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from dwm_data.builder import Builder, BuilderOptions, UnitContext, WorkUnit
+from dwm_data.dwm_layout import PROMPT_DIRS, SUBDIRS
+from dwm_data.errors import DwmDataError, UnitError
+from dwm_data.sample import Sample, make_key, make_sample
+from dwm_data.video import probe, read_clip
+
+
+class ImportOptions(BuilderOptions):
+    source: str  # a layout root, or a list file of `.../videos/<stem>.mp4` paths
+    data_root: str | None = (
+        None  # what list-file paths are relative to (default: the list's folder)
+    )
+    license: str = "unspecified"
+    allow_missing_prompt: bool = False
+
+
+class ImportBuilder(Builder):
+    name = "import-dwm"
+    Options = ImportOptions
+    section = "import_dwm"
+
+    def plan(self) -> list[WorkUnit]:
+        source = Path(self.options.source).resolve()
+        if source.is_file():
+            root = (
+                Path(self.options.data_root).resolve() if self.options.data_root else source.parent
+            )
+            videos = [
+                root / line.strip() for line in source.read_text().splitlines() if line.strip()
+            ]
+        elif source.is_dir():
+            root = source
+            videos = sorted(source.rglob(f"{SUBDIRS['video']}/*.mp4"))
+        else:
+            raise DwmDataError(f"import-dwm: {source} is neither a folder nor a list file")
+        if not videos:
+            raise DwmDataError(f"import-dwm: no {SUBDIRS['video']}/*.mp4 under {source}")
+        units = []
+        for video in videos:
+            clip_dir = video.parent.parent
+            relative = (
+                clip_dir.relative_to(root).as_posix()
+                if clip_dir.is_relative_to(root)
+                else clip_dir.name
+            )
+            units.append(
+                WorkUnit(
+                    id=f"{relative}/{video.stem}",
+                    payload={"dir": str(clip_dir), "relative": relative, "stem": video.stem},
+                )
+            )
+        return units
+
+    def process(self, unit: WorkUnit, ctx: UnitContext) -> Iterable[Sample]:
+        clip_dir, stem, relative = (
+            Path(unit.payload["dir"]),
+            unit.payload["stem"],
+            unit.payload["relative"],
+        )
+        video_cfg = self.recipe.video
+        encoded: dict[str, bytes] = {}
+        frames = {}
+        source_frames: list[int] = []
+        for name, sub in SUBDIRS.items():
+            path = clip_dir / sub / f"{stem}.mp4"
+            if not path.exists():
+                raise UnitError("input", f"missing {sub}/{stem}.mp4 in {clip_dir}")
+            info = probe(path)
+            if info.matches(video_cfg.frames, video_cfg.width, video_cfg.height, video_cfg.rate):
+                encoded[name] = path.read_bytes()
+                source_frames = list(range(info.frames))
+            else:
+                frames[name], source_frames = read_clip(
+                    path,
+                    video_cfg.frames,
+                    video_cfg.rate,
+                    video_cfg.width,
+                    video_cfg.height,
+                    video_cfg.resize,
+                )
+        prompt = self._prompt(clip_dir, stem)
+        parts = [p for p in relative.split("/") if p not in ("", ".")]
+        meta = {
+            "source": {
+                "name": "dwm-layout",
+                "path": relative,
+                "stem": stem,
+                "license": self.options.license,
+            },
+            "source_frames": source_frames,
+            "layout": {"dir": relative, "stem": stem},
+            "hands": {"representation": "mesh", "backend": "imported"},
+            "stored_as_is": sorted(encoded),
+        }
+        yield make_sample(
+            make_key("dwm", *parts, stem),
+            frames,
+            video_cfg.rate,
+            self.recipe.codecs.to_codecs(),
+            prompt,
+            meta,
+            encoded=encoded,
+        )
+
+    def _prompt(self, clip_dir: Path, stem: str) -> str:
+        for sub in PROMPT_DIRS:
+            path = clip_dir / sub / f"{stem}.txt"
+            if path.exists():
+                return path.read_bytes().decode("utf-8")
+        if self.options.allow_missing_prompt:
+            return ""
+        raise UnitError(
+            "prompt",
+            f"no prompt for {stem} (looked in {', '.join(PROMPT_DIRS)} under {clip_dir}); "
+            "pass --allow-missing-prompt to import it with an empty prompt",
+        )

@@ -1,0 +1,98 @@
+"""The local backend: one fresh process per task attempt, watched by the parent.
+
+A process per attempt (spawned, not forked, so bpy/torch state never leaks in) gives worker
+recycling for free: `run_task` stops after `units_per_process` units and the task is started
+again in a new process. The parent enforces the per-unit timeout by reading `running/<task>.json`
+and killing the worker's whole process group (Blender or ffmpeg children included); the unit is
+recorded as timed out and the task restarts past it.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections import Counter, deque
+from pathlib import Path
+
+from dwm_data.executors.base import Executor, Poll
+from dwm_data.run import RunFolder, record_failure, run_task
+
+
+def _task_main(root: str, task: int, retry_failed: bool, max_units: int) -> None:
+    os.setpgrp()  # own process group, so a timeout kill takes the worker's children too
+    run_task(root, task, retry_failed=retry_failed, max_units=max_units)
+
+
+class LocalExecutor(Executor):
+    def run(self, root: Path, tasks: list[int], retry_failed: bool, poll: Poll) -> None:
+        folder = RunFolder(root)
+        context = mp.get_context("spawn")
+        queue = deque(tasks)
+        retry = dict.fromkeys(tasks, retry_failed)
+        active: dict[int, mp.Process] = {}
+        crashes: Counter[int] = Counter()
+        try:
+            while queue or active:
+                while queue and len(active) < self.config.workers:
+                    task = queue.popleft()
+                    process = context.Process(
+                        target=_task_main,
+                        args=(str(root), task, retry[task], self.config.units_per_process),
+                        name=f"dwm-task-{task}",
+                    )
+                    retry[task] = False
+                    process.start()
+                    active[task] = process
+                time.sleep(0.1)
+                for task, process in list(active.items()):
+                    if process.is_alive():
+                        if self._timed_out(folder, task):
+                            self._kill(process)
+                            del active[task]
+                            queue.append(task)
+                        continue
+                    process.join()
+                    del active[task]
+                    if folder.task_file("completions", task).exists():
+                        continue
+                    if process.exitcode != 0:
+                        crashes[task] += 1
+                        if crashes[task] > self.config.restarts:
+                            continue  # left incomplete; `status` shows it and a re-run resumes it
+                    queue.append(task)
+                poll(set(active))
+        finally:
+            for process in active.values():
+                self._kill(process)
+        poll(set())
+
+    def _timed_out(self, folder: RunFolder, task: int) -> bool:
+        path = folder.task_file("running", task)
+        try:
+            current = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        if time.time() - current["since"] <= self.config.unit_timeout:
+            return False
+        record_failure(
+            folder,
+            task,
+            current["unit"],
+            "timeout",
+            "Timeout",
+            f"unit took longer than the {self.config.unit_timeout:g} s timeout (run.unit_timeout)",
+        )
+        path.unlink(missing_ok=True)
+        return True
+
+    @staticmethod
+    def _kill(process: mp.Process) -> None:
+        if process.pid is not None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                process.kill()
+        process.join(timeout=10)
