@@ -96,6 +96,7 @@ def run_build(
 def print_summary(status, seconds: float | None = None) -> None:
     from collections import Counter
 
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
@@ -117,7 +118,8 @@ def print_summary(status, seconds: float | None = None) -> None:
         table.add_row("failures", ", ".join(f"{stage}: {n}" for stage, n in by_stage.most_common()))
     out.print(table)
     for failure in status.failures[:10]:
-        out.print(f"[red]failed[/red] {failure['unit']} [{failure['stage']}] {failure['message']}")
+        line = escape(f"{failure['unit']} [{failure['stage']}] {failure['message']}")
+        out.print(f"[red]failed[/red] {line}")
     if len(status.failures) > 10:
         out.print(f"... and {len(status.failures) - 10} more (see {status.root}/failures/)")
     if status.failures or not status.finished:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dwm_data.errors import DwmDataError
 from dwm_data.executors import make_executor
 from dwm_data.recipe import Recipe
 from dwm_data.run import (
@@ -84,6 +85,31 @@ def build(
     if overwrite and folder.root.exists():
         shutil.rmtree(folder.root)
     plan = prepare(folder, make_plan(builder, options, recipe))
+    with _exclusive(folder):
+        return _execute(folder, plan, recipe, retry_failed, progress, started)
+
+
+@contextlib.contextmanager
+def _exclusive(folder: RunFolder):
+    """One driver per run folder: two at once would run the same tasks twice."""
+    import fcntl
+
+    with open(folder.root / "run.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise DwmDataError(f"another dwm-data process is running in {folder.root}") from exc
+        yield
+
+
+def _execute(
+    folder: RunFolder,
+    plan: Plan,
+    recipe: Recipe,
+    retry_failed: bool,
+    progress: bool,
+    started: float,
+) -> BuildResult:
     tasks = [
         t
         for t in range(len(plan.tasks))

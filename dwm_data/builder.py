@@ -26,6 +26,7 @@ from dwm_data.sample import Sample
 # name -> "module:Class"; imported only when that builder runs, so heavy extras stay optional.
 BUILDERS: dict[str, str] = {
     "import-dwm": "dwm_data.dwm_layout.importer:ImportBuilder",
+    "render-trumans": "dwm_data.trumans.builder:TrumansBuilder",
 }
 
 
@@ -88,10 +89,15 @@ class Builder(ABC):
 
 
 def builder_class(name: str) -> type[Builder]:
-    if name not in BUILDERS:
+    """A registered builder by name, or any importable one as "package.module:Class" (plugins)."""
+    target = BUILDERS.get(name, name if ":" in name else None)
+    if target is None:
         raise DwmDataError(f"unknown builder '{name}' (known: {', '.join(sorted(BUILDERS))})")
-    module, _, attr = BUILDERS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise DwmDataError(f"builder '{name}' cannot be loaded from {target}: {exc}") from exc
 
 
 def make_builder(name: str, recipe: Recipe, options: dict[str, Any] | BuilderOptions) -> Builder:

@@ -74,6 +74,7 @@ def inspect_shards(spec: str | Path) -> dict[str, Any]:
 
 
 def render_report(report: dict[str, Any], console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(show_header=False, title="shards", title_justify="left")
@@ -84,7 +85,7 @@ def render_report(report: dict[str, Any], console: Any) -> None:
     prompts = report["prompts"]
     table.add_row("prompts", f"{prompts['empty']} empty, {prompts['mean words']} words on average")
     for example in prompts["examples"]:
-        table.add_row("", f"[dim]{example[:110]}[/dim]")
+        table.add_row("", f"[dim]{escape(example[:110])}[/dim]")
     if "run" in report:
         run = report["run"]
         table.add_row(
@@ -93,6 +94,6 @@ def render_report(report: dict[str, Any], console: Any) -> None:
         )
     console.print(table)
     for line in report["invalid"]:
-        console.print(f"[red]invalid[/red] {line}")
+        console.print(f"[red]invalid[/red] {escape(line)}")
     for line in report.get("run", {}).get("failures", [])[:20]:
-        console.print(f"[red]failed[/red] {line}")
+        console.print(f"[red]failed[/red] {escape(line)}")

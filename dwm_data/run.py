@@ -240,27 +240,15 @@ def run_task(
     plan = Plan.load(folder.plan)
     units = plan.tasks[task]
     log = _task_logger(folder, task)
+    recipe = Recipe.model_validate(plan.recipe)
     running = folder.task_file("running", task)
-    if running.exists():  # a predecessor died inside this unit: it costs that unit, not the task
-        dead = json.loads(running.read_text() or "{}")
-        if dead.get("unit"):
-            record_failure(
-                folder,
-                task,
-                dead["unit"],
-                "crash",
-                "WorkerDied",
-                "the worker died while processing this unit (killed, out of memory, or crashed)",
-            )
-            log.error("unit %s: worker died during a previous attempt", dead["unit"])
-        running.unlink()
+    resumed = _stale_unit(folder, task, running, recipe.run.restarts, log)
     state = task_state(folder, task)
     if retry_failed and state.failed:
         _retract_failures(folder, task, [u for u in state.failed if u not in state.done])
         folder.task_file("completions", task).unlink(missing_ok=True)
         state.failed = {}
     todo = [u for u in units if u.id not in state.done and u.id not in state.failed]
-    recipe = Recipe.model_validate(plan.recipe)
     writer = ShardWriter(
         folder.shards,
         folder.manifests,
@@ -296,6 +284,7 @@ def run_task(
                 running,
                 {
                     "unit": unit.id,
+                    "attempt": resumed.get(unit.id, 0) + 1,
                     "since": time.time(),
                     "pid": os.getpid(),
                     "open_units": writer.open_units,
@@ -329,6 +318,39 @@ def run_task(
         folder.task_file("completions", task).touch()
         return "complete"
     return "recycle"
+
+
+def _stale_unit(
+    folder: RunFolder, task: int, running: Path, restarts: int, log: logging.Logger
+) -> dict[str, int]:
+    """Handle the unit a dead predecessor was processing; returns {unit: attempts so far}.
+
+    Killing a whole run also leaves this file, so one death does not condemn the unit: it is
+    redone, and only a unit that has taken down its worker `restarts` times is recorded as crashed.
+    """
+    if not running.exists():
+        return {}
+    try:
+        dead = json.loads(running.read_text())
+    except json.JSONDecodeError:
+        dead = {}
+    running.unlink()
+    unit, attempts = dead.get("unit"), dead.get("attempt", 1)
+    if not unit:
+        return {}
+    if attempts >= restarts:
+        record_failure(
+            folder,
+            task,
+            unit,
+            "crash",
+            "WorkerDied",
+            f"the worker died {attempts} times while processing this unit (killed, out of memory, or crashed)",
+        )
+        log.error("unit %s: worker died %d times; recorded as failed", unit, attempts)
+        return {}
+    log.warning("unit %s: worker died during attempt %d; redoing it", unit, attempts)
+    return {unit: attempts}
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:

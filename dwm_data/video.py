@@ -206,16 +206,16 @@ def select_frames(
 def fit_size(
     width: int, height: int, target_w: int, target_h: int, mode: ResizeMode
 ) -> tuple[int, int]:
-    """The scaled (even) size before padding (letterbox) or cropping (crop) to the target."""
-    scale = (
-        min(target_w / width, target_h / height)
-        if mode == "letterbox"
-        else max(target_w / width, target_h / height)
-    )
-    scaled_w = max(2, int(round(width * scale / 2)) * 2)
-    scaled_h = max(2, int(round(height * scale / 2)) * 2)
+    """The scaled size before padding (letterbox) or cropping (crop) to the target.
+
+    Rounded like ffmpeg's `force_original_aspect_ratio` (1920x1080 -> 720x405 letterboxed, as in
+    the official TASTE-Rob clips); odd sizes are fine here because the canvas is what gets encoded.
+    """
+    pick = min if mode == "letterbox" else max
+    scale = pick(target_w / width, target_h / height)
+    scaled_w, scaled_h = int(width * scale + 0.5), int(height * scale + 0.5)
     if mode == "letterbox":
-        return min(scaled_w, target_w), min(scaled_h, target_h)
+        return max(1, min(scaled_w, target_w)), max(1, min(scaled_h, target_h))
     return max(scaled_w, target_w), max(scaled_h, target_h)
 
 

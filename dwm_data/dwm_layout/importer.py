@@ -73,14 +73,18 @@ class ImportBuilder(Builder):
         encoded: dict[str, bytes] = {}
         frames = {}
         source_frames: list[int] = []
-        for name, sub in SUBDIRS.items():
-            path = clip_dir / sub / f"{stem}.mp4"
+        paths = {name: clip_dir / sub / f"{stem}.mp4" for name, sub in SUBDIRS.items()}
+        for name, path in paths.items():  # every file exists and opens before any decoding
             if not path.exists():
-                raise UnitError("input", f"missing {sub}/{stem}.mp4 in {clip_dir}")
-            info = probe(path)
-            if info.matches(video_cfg.frames, video_cfg.width, video_cfg.height, video_cfg.rate):
+                raise UnitError("input", f"missing {SUBDIRS[name]}/{stem}.mp4 in {clip_dir}")
+        infos = {name: probe(path) for name, path in paths.items()}
+        prompt = self._prompt(clip_dir, stem)
+        for name, path in paths.items():
+            if infos[name].matches(
+                video_cfg.frames, video_cfg.width, video_cfg.height, video_cfg.rate
+            ):
                 encoded[name] = path.read_bytes()
-                source_frames = list(range(info.frames))
+                source_frames = list(range(infos[name].frames))
             else:
                 frames[name], source_frames = read_clip(
                     path,
@@ -90,7 +94,6 @@ class ImportBuilder(Builder):
                     video_cfg.height,
                     video_cfg.resize,
                 )
-        prompt = self._prompt(clip_dir, stem)
         parts = [p for p in relative.split("/") if p not in ("", ".")]
         meta = {
             "source": {

@@ -9,6 +9,7 @@ recorded as timed out and the task restarts past it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -20,9 +21,20 @@ from pathlib import Path
 from dwm_data.executors.base import Executor, Poll
 from dwm_data.run import RunFolder, record_failure, run_task
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: a SIGKILLed driver takes its workers along, so a re-run never races orphans."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
 
 def _task_main(root: str, task: int, retry_failed: bool, max_units: int) -> None:
     os.setpgrp()  # own process group, so a timeout kill takes the worker's children too
+    _die_with_parent()
     run_task(root, task, retry_failed=retry_failed, max_units=max_units)
 
 
@@ -59,8 +71,10 @@ class LocalExecutor(Executor):
                     if folder.task_file("completions", task).exists():
                         continue
                     if process.exitcode != 0:
+                        # run_task charges each death to the unit in flight; this cap only stops a
+                        # task that dies outside any unit (e.g. in setup) from looping forever
                         crashes[task] += 1
-                        if crashes[task] > self.config.restarts:
+                        if crashes[task] > self.config.restarts * 2 + 2:
                             continue  # left incomplete; `status` shows it and a re-run resumes it
                     queue.append(task)
                 poll(set(active))

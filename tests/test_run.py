@@ -1,0 +1,209 @@
+"""The run machinery under the failures the field meets: kills, hangs, crashes, re-runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dwm_data.build import build
+from dwm_data.errors import DwmDataError
+from dwm_data.recipe import load_recipe
+from dwm_data.run import run_status
+from dwm_data.store import read_samples
+
+TESTS = Path(__file__).parent
+BUILDER = "sources:SyntheticBuilder"
+
+
+@pytest.fixture(autouse=True)
+def _sources_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+
+
+def recipe(*overrides):
+    return load_recipe("tiny", ["shards.maxcount=2", "run.workers=2", *overrides])
+
+
+def assert_complete(out: Path, units: int, clips: int = 1) -> None:
+    """Every sample exactly once, every tar complete, no temporary files, dataset.json valid."""
+    keys = Counter(s.key for s in read_samples(out))
+    assert len(keys) == units * clips and set(keys.values()) == {1}
+    for tar in (out / "shards").glob("*.tar"):
+        with tarfile.open(tar) as handle:
+            handle.getmembers()  # a truncated tar raises here
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["totals"]["samples"] == units * clips
+    assert sorted(dataset["shards"]) == sorted(p.name for p in (out / "shards").glob("*.tar"))
+
+
+def test_plan_is_split_into_tasks_and_stats_are_written(tmp_path):
+    result = build(BUILDER, {"units": 5}, recipe("run.tasks=2"), tmp_path / "run", progress=False)
+    assert result.ok and result.status.tasks == 2
+    stats = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "stats").glob("*.json"))]
+    assert [s["units"] for s in stats] == [3, 2] or [s["units"] for s in stats] == [2, 3]
+    assert sum(s["samples"] for s in stats) == 5
+    assert len(list((tmp_path / "run" / "completions").iterdir())) == 2
+    assert (tmp_path / "run" / "logs" / "00000.log").read_text().count("samples in") >= 2
+    assert_complete(tmp_path / "run", 5)
+
+
+def test_rerun_skips_finished_work(tmp_path):
+    build(BUILDER, {"units": 4}, recipe(), tmp_path / "run", progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "shards").glob("*.tar")}
+    again = build(BUILDER, {"units": 4}, recipe(), tmp_path / "run", progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "shards").glob("*.tar")}
+    assert again.ok and before == after
+
+
+def test_a_different_command_on_the_same_folder_is_refused(tmp_path):
+    build(BUILDER, {"units": 2}, recipe(), tmp_path / "run", progress=False)
+    with pytest.raises(DwmDataError, match="holds a different run"):
+        build(BUILDER, {"units": 3}, recipe(), tmp_path / "run", progress=False)
+    assert build(
+        BUILDER, {"units": 3}, recipe(), tmp_path / "run", overwrite=True, progress=False
+    ).ok
+
+
+def test_only_one_driver_per_run_folder(tmp_path):
+    import fcntl
+
+    build(BUILDER, {"units": 1}, recipe(), tmp_path / "run", progress=False)
+    with open(tmp_path / "run" / "run.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        with pytest.raises(DwmDataError, match="another dwm-data process"):
+            build(BUILDER, {"units": 1}, recipe(), tmp_path / "run", progress=False)
+
+
+def test_bad_unit_fails_alone_and_retry_failed_retries_it(tmp_path):
+    result = build(BUILDER, {"units": 4, "bad": [2]}, recipe(), tmp_path / "run", progress=False)
+    assert result.status.failed == 1 and result.status.samples == 3 and not result.ok
+    failure = result.status.failures[0]
+    assert (failure["unit"], failure["stage"], failure["message"]) == (
+        "unit002",
+        "input",
+        "unit 2 is bad on purpose",
+    )
+    assert not (tmp_path / "run" / "dataset.json").exists() or result.status.finished
+    retried = build(
+        BUILDER,
+        {"units": 4, "bad": [2]},
+        recipe(),
+        tmp_path / "run",
+        retry_failed=True,
+        progress=False,
+    )
+    assert (
+        retried.status.failed == 1 and retried.status.samples == 3
+    )  # still bad, still counted once
+
+
+@pytest.mark.slow
+def test_a_hanging_unit_times_out_and_the_rest_finishes(tmp_path):
+    result = build(
+        BUILDER,
+        {"units": 4, "hang": [1]},
+        recipe("run.unit_timeout=2", "run.tasks=1"),
+        tmp_path / "run",
+        progress=False,
+    )
+    assert result.status.samples == 3 and result.status.finished
+    (failure,) = result.status.failures
+    assert failure["unit"] == "unit001" and failure["stage"] == "timeout"
+
+
+@pytest.mark.slow
+def test_a_unit_that_kills_its_worker_is_recorded_after_the_restarts(tmp_path):
+    result = build(
+        BUILDER,
+        {"units": 4, "crash": [2]},
+        recipe("run.restarts=2", "run.tasks=1"),
+        tmp_path / "run",
+        progress=False,
+    )
+    assert result.status.samples == 3 and result.status.finished
+    (failure,) = result.status.failures
+    assert (
+        failure["unit"] == "unit002"
+        and failure["stage"] == "crash"
+        and "died 2 times" in failure["message"]
+    )
+
+
+def test_workers_are_recycled_without_losing_samples(tmp_path):
+    result = build(
+        BUILDER,
+        {"units": 5},
+        recipe("run.units_per_process=2", "run.tasks=1", "shards.maxcount=10"),
+        tmp_path / "run",
+        progress=False,
+    )
+    assert result.ok
+    assert (
+        len(list((tmp_path / "run" / "shards").glob("*.tar"))) == 3
+    )  # each process closes its shard
+    assert_complete(tmp_path / "run", 5)
+
+
+DRIVER = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from dwm_data.build import build
+from dwm_data.recipe import load_recipe
+recipe = load_recipe("tiny", ["shards.maxcount=2", "run.workers=2", "run.tasks=2"])
+build({builder!r}, {{"units": 12, "clips_per_unit": 2, "delay": 0.25}}, recipe, Path({out!r}), progress=False)
+"""
+
+
+def start_driver(out: Path) -> subprocess.Popen:
+    code = DRIVER.format(tests=str(TESTS), builder=BUILDER, out=str(out))
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.slow
+def test_sigkill_at_several_moments_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    out = tmp_path / "run"
+    shards = out / "shards"
+
+    def manifests():
+        return len(list((out / "manifests").glob("*.json"))) if (out / "manifests").exists() else 0
+
+    moments = {
+        "mid-shard": lambda: (
+            shards.exists() and any(p.stat().st_size > 0 for p in shards.glob("*.tar.tmp"))
+        ),
+        "between shards": lambda: manifests() >= 3,
+        "late in the run": lambda: manifests() >= 8,
+    }
+    for name, moment in moments.items():
+        driver = start_driver(out)
+        assert wait_for(moment), f"never reached {name}"
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver; its workers die with it
+        driver.wait()
+        time.sleep(0.3)
+        assert not (out / "dataset.json").exists(), name
+    status = run_status(out)
+    assert status.failed == 0 and 0 < status.done < 24
+    # a kill during the final write leaves a half-written dataset.json.tmp and no dataset.json
+    (out / "dataset.json.tmp").write_text('{"schema_vers')
+    driver = start_driver(out)
+    assert driver.wait(timeout=120) == 0
+    assert_complete(out, 12, clips=2)
+    assert run_status(out).failed == 0

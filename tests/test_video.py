@@ -1,0 +1,111 @@
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from dwm_data.video import (
+    Codec,
+    VideoError,
+    decode,
+    encode,
+    fit_size,
+    place,
+    probe,
+    read_clip,
+    select_frames,
+)
+
+
+def frames(count=49, width=64, height=48, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    return np.stack([np.roll(base, i, axis=1) for i in range(count)])
+
+
+def test_encode_writes_exactly_every_frame_despite_the_lookahead():
+    data = encode(frames(49), 8, Codec(preset="medium"))
+    info = probe(data)
+    assert (info.frames, info.width, info.height, info.fps, info.codec, info.pix_fmt) == (
+        49,
+        64,
+        48,
+        Fraction(8),
+        "h264",
+        "yuv420p",
+    )
+    assert decode(data, expected_frames=49).shape == (49, 48, 64, 3)
+
+
+def test_yuv444p_keeps_flat_hand_colours_exact_at_their_edges():
+    stack = np.zeros((9, 48, 64, 3), np.uint8)
+    stack[:, 10:30, 20:40] = (204, 102, 102)  # the official right-hand red on black
+    out420 = decode(encode(stack, 8, Codec(preset="ultrafast", pix_fmt="yuv420p")))
+    out444 = decode(encode(stack, 8, Codec(preset="ultrafast", pix_fmt="yuv444p")))
+    assert probe(encode(stack, 8, Codec(pix_fmt="yuv444p"))).pix_fmt == "yuv444p"
+    edge = (slice(None), slice(8, 32), slice(18, 42))
+    err444 = np.abs(out444[edge].astype(int) - stack[edge]).max()
+    err420 = np.abs(out420[edge].astype(int) - stack[edge]).max()
+    assert err444 < err420 and err444 <= 6
+
+
+def test_fps_is_a_fraction():
+    data = encode(frames(9), Fraction(30000, 1001), Codec(preset="ultrafast"))
+    assert probe(data).fps == Fraction(30000, 1001)
+
+
+def test_odd_size_is_refused_clearly():
+    with pytest.raises(VideoError, match="63x48"):
+        encode(frames(3, width=63), 8, Codec())
+
+
+def test_decode_checks_the_frame_count():
+    with pytest.raises(VideoError, match="has 9 frames, expected 49"):
+        decode(encode(frames(9), 8, Codec(preset="ultrafast")), expected_frames=49)
+
+
+def test_select_frames_follows_ffmpeg_fps_rounding():
+    assert select_frames(300, Fraction(30), Fraction(8), 5) == [0, 4, 8, 11, 15]
+    assert select_frames(100, Fraction(8), Fraction(8), 4, start=10) == [10, 11, 12, 13]
+    with pytest.raises(VideoError, match="clip too short: 100 frames at 30 fps give 27 of 49"):
+        select_frames(100, Fraction(30), Fraction(8), 49)
+
+
+def test_letterbox_pads_and_crop_cuts_centred():
+    assert fit_size(1920, 1080, 720, 480, "letterbox") == (720, 405)
+    assert fit_size(1920, 1080, 720, 480, "crop") == (853, 480)
+    wide = np.full((405, 720, 3), 200, np.uint8)
+    boxed = place(wide, 720, 480)
+    assert boxed[:37].max() == 0 and boxed[-38:].max() == 0 and boxed[37:442].min() == 200
+    cropped = place(np.full((480, 854, 3), 9, np.uint8), 720, 480)
+    assert cropped.shape == (480, 720, 3) and cropped.min() == 9
+
+
+def test_read_clip_on_a_real_fixed_camera_clip(shared_data):
+    path = shared_data("dwm_realworld/realworld_fixed/pour_coke.mp4")
+    clip, indices = read_clip(path, 49, 8, 720, 480, "letterbox")
+    assert clip.shape == (49, 480, 720, 3)
+    assert indices[:4] == [0, 4, 7, 11]  # 29.97 fps -> 8 fps
+    assert clip[:, :30].max() < 20 and clip[:, -30:].max() < 20  # letterbox bars
+    assert clip[:, 100:380].mean() > 40
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"", "empty video"),
+        (b"not a video at all" * 100, "cannot open video|corrupt video|no video"),
+    ],
+)
+def test_bad_files_give_one_line_errors(tmp_path, content, match):
+    path = tmp_path / "bad.mp4"
+    path.write_bytes(content)
+    with pytest.raises(VideoError, match=match):
+        probe(path)
+
+
+def test_truncated_video_is_an_error_or_short(tmp_path):
+    data = encode(frames(49), 8, Codec(preset="ultrafast"))
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoError):
+        decode(path, expected_frames=49)
