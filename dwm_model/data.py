@@ -1,0 +1,182 @@
+"""Shards to batches with plain `webdataset`, safe on many nodes.
+
+Training streams `resampled=True` shards (each rank and worker draws its own shards with
+replacement, seeded by rank and worker) with no node splitter and a fixed number of batches per
+worker, so uneven shard counts can never starve one rank and hang an all-reduce. Evaluation and
+encoding read every shard once, split by node and worker. A broken sample (corrupt video, missing
+member, wrong size) is skipped and counted: the count rides on the next good sample, so it reaches
+the trainer from any worker process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dwm_data.errors import DwmDataError
+from dwm_data.extras import require
+
+log = logging.getLogger(__name__)
+CACHE_DIR = "latents"
+CACHE_MEMBER = "latents.safetensors"
+CACHE_RECORD = "cache.json"
+EMPTY_PROMPT = "empty_prompt.safetensors"
+
+
+def to_tensor(frames):
+    """(F, H, W, 3) uint8 to (3, F, H, W) float in [-1, 1]."""
+    import torch
+
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+def video_decoder(
+    frames: int, width: int, height: int
+) -> Callable[[Iterable[dict]], Iterator[dict]]:
+    """A pipeline stage from raw tar members to decoded triplets of the recipe's geometry."""
+
+    def stage(source: Iterable[dict]) -> Iterator[dict]:
+        from dwm_data.sample import VIDEO_KEYS, Sample
+        from dwm_data.video import decode
+
+        skipped = 0
+        for members in source:
+            key = members.get("__key__", "?")
+            try:
+                sample = Sample.from_wds(members)
+                out = {"key": sample.key, "prompt": sample.prompt}
+                for name in VIDEO_KEYS:
+                    array = decode(getattr(sample, name), expected_frames=frames)
+                    if array.shape[1:3] != (height, width):
+                        raise DwmDataError(
+                            f"{name}.mp4 is {array.shape[2]}x{array.shape[1]}, recipe wants {width}x{height}"
+                        )
+                    out[name] = to_tensor(array)
+            except (DwmDataError, ValueError, UnicodeDecodeError) as exc:
+                skipped += 1
+                log.warning("skipping broken sample %s: %s", key, exc)
+                continue
+            out["skipped"], skipped = skipped, 0
+            yield out
+
+    return stage
+
+
+def latent_decoder(source: Iterable[dict]) -> Iterator[dict]:
+    """A pipeline stage from latent-cache members to moments and prompt embeddings."""
+    from safetensors.torch import load
+
+    skipped = 0
+    for members in source:
+        try:
+            tensors = load(members[CACHE_MEMBER])
+            out = {"key": members["__key__"], "prompt": members.get("txt", b"").decode("utf-8")}
+        except (KeyError, ValueError, RuntimeError) as exc:
+            skipped += 1
+            log.warning("skipping broken cache entry %s: %s", members.get("__key__", "?"), exc)
+            continue
+        out.update(tensors)
+        out["skipped"], skipped = skipped, 0
+        yield out
+
+
+def collate(samples: list[dict]) -> dict[str, Any]:
+    import torch
+
+    batch: dict[str, Any] = {
+        "key": [s["key"] for s in samples],
+        "prompt": [s["prompt"] for s in samples],
+    }
+    batch["skipped"] = sum(s["skipped"] for s in samples)
+    for name in samples[0]:
+        if name not in batch:
+            batch[name] = torch.stack([s[name] for s in samples])
+    return batch
+
+
+def make_loader(
+    urls: list[str],
+    stage: Callable[[Iterable[dict]], Iterator[dict]],
+    batch_size: int,
+    *,
+    train: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    shuffle_buffer: int = 100,
+    batches_per_worker: int | None = None,
+):
+    """A `WebLoader` over the shards; deterministic for a given seed, rank and worker count."""
+    wds = require("webdataset", "train")
+    if train:
+        if not batches_per_worker:
+            raise DwmDataError("a training loader needs batches_per_worker (resampled is endless)")
+        stages = [wds.ResampledShards(urls, seed=seed, deterministic=True)]
+    else:
+        stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
+    stages.append(wds.tarfile_to_samples(handler=wds.warn_and_continue))
+    if train and shuffle_buffer > 1:
+        stages.append(wds.detshuffle(shuffle_buffer, initial=shuffle_buffer, seed=seed))
+    stages += [stage, wds.batched(batch_size, collation_fn=collate, partial=not train)]
+    pipeline = wds.DataPipeline(*stages)
+    if train:
+        pipeline = pipeline.with_epoch(batches_per_worker)
+    return wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers)
+
+
+def cache_folder(shard: Path) -> Path:
+    return shard.parent / CACHE_DIR
+
+
+def cache_shard(shard: Path) -> Path:
+    return cache_folder(shard) / shard.name
+
+
+def cache_fingerprint(
+    base_folder: Path, frames: int, width: int, height: int, text_length: int
+) -> dict:
+    """What a latent cache depends on; a cache made under another one is not used."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in ("vae", "text_encoder", "tokenizer"):
+        for name in sorted((base_folder / part).glob("*.json")):
+            digest.update(name.read_bytes())
+    return {
+        "models": digest.hexdigest()[:16],
+        "frames": frames,
+        "width": width,
+        "height": height,
+        "text_length": text_length,
+    }
+
+
+def cached_shards(shards: list[Path], fingerprint: dict) -> list[Path] | None:
+    """The cache shards when every shard has one made under `fingerprint`, else None."""
+    out = []
+    for shard in shards:
+        record = cache_folder(shard) / CACHE_RECORD
+        if not cache_shard(shard).is_file() or not record.is_file():
+            return None
+        if json.loads(record.read_text()).get("fingerprint") != fingerprint:
+            return None
+        out.append(cache_shard(shard))
+    return out
+
+
+def load_empty_prompt(shard: Path):
+    from safetensors.torch import load_file
+
+    return load_file(str(cache_folder(shard) / EMPTY_PROMPT))["prompt_embeds"]
+
+
+def tensor_bytes(tensors: dict) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.contiguous() for k, v in tensors.items()})
+
+
+def json_bytes(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True).encode("utf-8")

@@ -1,0 +1,360 @@
+"""The LoRA trainer: v-prediction on [noisy | mask | static | hand] latents, as snuvclab/dwm.
+
+A run folder holds `checkpoints/step-N/` (the two official weight files, optimiser, LR schedule,
+data position and every RNG state, so `resume` continues bit for bit), `metrics.jsonl`,
+`tensorboard/`, and the final weights at its top level. All training randomness (timesteps,
+noise, latent samples, dropout) comes from one generator whose state is checkpointed; the data
+stream is deterministic per seed, so resuming replays it to the saved position.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dwm_data.errors import DwmDataError
+from dwm_data.recipe import Recipe
+from dwm_model.config import TrainConfig, check_geometry
+
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+
+
+class NonFiniteLoss(DwmDataError):
+    """The loss became NaN or inf: the run stops and names the step and the batch."""
+
+
+@dataclass
+class Position:
+    step: int = 0
+    batches: int = 0
+    samples: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    position: Position
+    losses: list[float] = field(default_factory=list)
+    data_seconds: float = 0.0
+    model_seconds: float = 0.0
+    cached: bool = False
+
+
+class Trainer:
+    """The model, optimiser and data stream of one run."""
+
+    def __init__(self, shards: list[Path], out: Path, recipe: Recipe):
+        import torch
+
+        from dwm_model.base import Base, resolve_base
+        from dwm_model.data import cache_fingerprint, cached_shards
+        from dwm_model.model import add_lora, load_world_model
+
+        self.cfg = cfg = recipe.section("train", TrainConfig)
+        video = recipe.video
+        check_geometry(video.frames, video.width, video.height)
+        self.video, self.shards, self.out = video, shards, out
+        cuda = torch.cuda.is_available()
+        self.device = "cuda" if cuda else "cpu"
+        dtype = torch.bfloat16 if cuda and cfg.bf16 else torch.float32
+        self.base_folder = resolve_base(cfg.base_model, video.width, video.height, video.frames)
+        self.base = Base(self.base_folder, self.device, dtype)
+        fingerprint = cache_fingerprint(
+            self.base_folder, video.frames, video.width, video.height, cfg.max_text_length
+        )
+        self.cache = cached_shards(shards, fingerprint)
+        torch.manual_seed(cfg.seed)
+        self.transformer = load_world_model(self.base, cfg.condition_channels)
+        self.params = add_lora(
+            self.transformer,
+            cfg.lora_rank,
+            cfg.lora_alpha,
+            cfg.lora_targets,
+            cfg.trainable_patterns,
+        )
+        if cfg.gradient_checkpointing:
+            self.transformer.enable_gradient_checkpointing()
+        self.transformer.train()
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=cfg.learning_rate, betas=cfg.betas, weight_decay=cfg.weight_decay
+        )
+        from diffusers.optimization import get_scheduler
+
+        self.lr_schedule = get_scheduler(
+            cfg.lr_schedule,
+            self.optimizer,
+            num_warmup_steps=cfg.warmup_steps,
+            num_training_steps=cfg.max_steps,
+        )
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.position = Position()
+        self._empty_prompt = None
+
+    # -- data ---------------------------------------------------------------------------------
+    def batches(self):
+        """The batch stream from the current data position on."""
+        from dwm_model.data import latent_decoder, make_loader, video_decoder
+
+        cfg = self.cfg
+        total = cfg.max_steps * cfg.gradient_accumulation
+        workers = max(cfg.num_workers, 1)
+        urls = [str(p) for p in (self.cache or self.shards)]
+        stage = (
+            latent_decoder
+            if self.cache
+            else video_decoder(self.video.frames, self.video.width, self.video.height)
+        )
+        loader = make_loader(
+            urls,
+            stage,
+            cfg.batch_size,
+            train=True,
+            seed=cfg.seed,
+            num_workers=cfg.num_workers,
+            shuffle_buffer=cfg.shuffle_buffer,
+            batches_per_worker=math.ceil(total / workers) + 1,
+        )
+        return itertools.islice(iter(loader), self.position.batches, None)
+
+    def empty_prompt(self):
+        if self._empty_prompt is None:
+            if self.cache:
+                from dwm_model.data import load_empty_prompt
+
+                self._empty_prompt = load_empty_prompt(self.shards[0]).to(self.device)
+            else:
+                self._empty_prompt = self.base.encode_prompts([""], self.cfg.max_text_length)[0]
+        return self._empty_prompt
+
+    def latents(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Scaled [B, F, C, h, w] latents and prompt embeddings, with hand and prompt dropout."""
+        import torch
+
+        from dwm_model.base import latents_from_moments
+
+        scaling = self.base.scaling_factor
+        out = {}
+        for name in ("video", "static", "hand"):
+            moments = batch[name] if self.cache else self.base.encode_moments(batch[name])
+            moments = moments.to(self.device, torch.float32)
+            out[name] = latents_from_moments(moments, scaling, self.generator)
+        if self.cache:
+            embeds = batch["prompt_embeds"].to(self.device, self.base.dtype)
+        else:
+            embeds = self.base.encode_prompts(batch["prompt"], self.cfg.max_text_length)
+        size = len(batch["key"])
+        drop_hand = torch.rand(size, generator=self.generator) < self.cfg.hand_dropout
+        drop_prompt = torch.rand(size, generator=self.generator) < self.cfg.prompt_dropout
+        out["hand"][drop_hand.to(self.device)] = 0.0
+        embeds = embeds.clone()
+        embeds[drop_prompt.to(self.device)] = self.empty_prompt().to(embeds.dtype)
+        out["prompt_embeds"] = embeds
+        return out
+
+    # -- the objective ----------------------------------------------------------------------
+    def loss(self, latents: dict[str, Any]):
+        """MSE between predicted and true velocity: elementwise equal to the official
+        (1/(1-a_t)) x0 loss, without its 1176x weight blow-up near t = 0."""
+        import torch
+
+        from dwm_model.model import predict
+
+        scheduler = self.base.scheduler
+        z0 = latents["video"]
+        steps = scheduler.config.num_train_timesteps
+        t = torch.randint(0, steps, (z0.shape[0],), generator=self.generator).to(self.device)
+        noise = torch.randn(z0.shape, generator=self.generator).to(self.device)
+        noisy = scheduler.add_noise(z0, noise, t)
+        target = scheduler.get_velocity(z0, noise, t)
+        with torch.autocast(self.device, torch.bfloat16, enabled=self.base.dtype == torch.bfloat16):
+            pred = predict(
+                self.transformer,
+                noisy.to(self.base.dtype),
+                latents["static"],
+                latents["hand"],
+                latents["prompt_embeds"],
+                t,
+                self.base.scaling_factor,
+            )
+        return torch.nn.functional.mse_loss(pred.float(), target.float())
+
+    def adapter_record(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "rank": cfg.lora_rank,
+            "alpha": cfg.lora_alpha,
+            "targets": list(cfg.lora_targets),
+            "base_model": str(self.base_folder),
+            "text_length": cfg.max_text_length,
+        }
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        import random
+
+        import numpy as np
+        import torch
+
+        from dwm_model.model import save_weights
+
+        folder = self.out / CHECKPOINTS / f"step-{self.position.step:06d}"
+        scratch = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(scratch, ignore_errors=True)
+        save_weights(self.transformer, scratch, self.adapter_record())
+        torch.save(self.optimizer.state_dict(), scratch / "optimizer.pt")
+        torch.save(self.lr_schedule.state_dict(), scratch / "lr_schedule.pt")
+        rng = {
+            "generator": self.generator.get_state(),
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+        torch.save(rng, scratch / "rng.pt")
+        (scratch / "position.json").write_text(json.dumps(self.position.__dict__))
+        shutil.rmtree(folder, ignore_errors=True)
+        scratch.rename(folder)
+        for old in checkpoints(self.out)[: -self.cfg.keep_checkpoints]:
+            shutil.rmtree(old)
+        return folder
+
+    def load_checkpoint(self, folder: Path) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        from dwm_model.model import load_weights
+
+        load_weights(self.transformer, folder)
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        self.lr_schedule.load_state_dict(torch.load(folder / "lr_schedule.pt", weights_only=True))
+        rng = torch.load(folder / "rng.pt", weights_only=False)
+        self.generator.set_state(rng["generator"])
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.position = Position(**json.loads((folder / "position.json").read_text()))
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, progress: bool = True) -> TrainResult:
+        import torch
+        from rich.progress import Progress, TextColumn, TimeElapsedColumn
+        from torch.utils.tensorboard import SummaryWriter
+
+        from dwm_model.model import save_weights
+
+        cfg, pos = self.cfg, self.position
+        result = TrainResult(self.out, pos, cached=bool(self.cache))
+        metrics = _MetricsLog(self.out / METRICS, pos.step)
+        board = SummaryWriter(str(self.out / "tensorboard"), purge_step=pos.step + 1)
+        stream = self.batches()
+        columns = (
+            *Progress.get_default_columns(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task("train", total=cfg.max_steps, completed=pos.step, info="")
+            while pos.step < cfg.max_steps:
+                data_s = model_s = 0.0
+                total = 0.0
+                for _ in range(cfg.gradient_accumulation):
+                    tick = time.perf_counter()
+                    batch = next(stream, None)
+                    if batch is None:
+                        raise DwmDataError(
+                            "the shards yielded no usable batch (all samples broken?)"
+                        )
+                    tock = time.perf_counter()
+                    loss = self.loss(self.latents(batch))
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLoss(
+                            f"loss is {loss.item()} at step {pos.step + 1}; batch keys: {', '.join(batch['key'])}"
+                        )
+                    (loss / cfg.gradient_accumulation).backward()
+                    total += loss.item() / cfg.gradient_accumulation
+                    pos.batches += 1
+                    pos.samples += len(batch["key"])
+                    pos.skipped += batch["skipped"]
+                    data_s += tock - tick
+                    model_s += time.perf_counter() - tock
+                tock = time.perf_counter()
+                torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                self.optimizer.step()
+                self.lr_schedule.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                pos.step += 1
+                model_s += time.perf_counter() - tock
+                result.losses.append(total)
+                result.data_seconds += data_s
+                result.model_seconds += model_s
+                lr = self.lr_schedule.get_last_lr()[0]
+                record = {
+                    "step": pos.step,
+                    "loss": total,
+                    "lr": lr,
+                    "data_s": data_s,
+                    "model_s": model_s,
+                }
+                metrics.write(record | {"skipped": pos.skipped})
+                if pos.step % cfg.log_every == 0 or pos.step == cfg.max_steps:
+                    for name, value in record.items():
+                        if name != "step":
+                            board.add_scalar(f"train/{name}", value, pos.step)
+                    board.add_scalar("train/skipped", pos.skipped, pos.step)
+                step_s = data_s + model_s
+                rate = cfg.batch_size * cfg.gradient_accumulation / max(step_s, 1e-9)
+                info = f"loss {total:.4f}  {step_s:.2f} s/step  {rate:.1f} samples/s"
+                bar.update(task, completed=pos.step, info=info)
+                if pos.step % cfg.checkpoint_every == 0 or pos.step == cfg.max_steps:
+                    self.save_checkpoint()
+        board.close()
+        save_weights(self.transformer, self.out, self.adapter_record())
+        return result
+
+
+class _MetricsLog:
+    """metrics.jsonl, cut back to the resumed step so it never holds a step twice."""
+
+    def __init__(self, path: Path, step: int):
+        kept = []
+        if path.is_file():
+            kept = [
+                line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step
+            ]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(line + "\n" for line in kept))
+        self.path = path
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def checkpoints(out: Path) -> list[Path]:
+    return sorted(p for p in (out / CHECKPOINTS).glob("step-*") if not p.name.endswith(".tmp"))
+
+
+def train(
+    shards: list[Path], out: Path, recipe: Recipe, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    """Train (or with `resume`, continue from the latest checkpoint in `out`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(shards, out, recipe)
+    if resume:
+        found = checkpoints(out)
+        if not found:
+            raise DwmDataError(f"--resume: no checkpoint in {out / CHECKPOINTS}")
+        trainer.load_checkpoint(found[-1])
+    elif checkpoints(out):
+        raise DwmDataError(f"{out} already holds checkpoints; pass --resume or another folder")
+    (out / "recipe.json").write_text(json.dumps(recipe.dump(), indent=2))
+    return trainer.run(progress)
