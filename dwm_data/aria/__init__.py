@@ -1,0 +1,2 @@
+"""Project Aria captures (VRS + MPS) to triplets: the static video comes from a 3D Gaussian splat
+of the scene trained on the frames before the action, rendered along the interaction cameras."""

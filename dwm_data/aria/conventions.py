@@ -1,0 +1,53 @@
+"""Aria -> toolkit conventions, in one place.
+
+- Poses compose as T_world_camera = T_world_device(t) . T_device_camera (Aria's T_a_c = T_a_b .
+  T_b_c rule); Aria camera axes are already OpenCV's (x right, y down, z forward) with respect
+  to the raw, sideways sensor image.
+- Frames are turned upright by rotating the image 90 degrees clockwise; the camera frame turns
+  with it (`UPRIGHT`), which keeps the axes OpenCV relative to the upright image.
+- Pixel centres sit at integer coordinates in Aria's calibrations, as in `dwm_data.cameras`, so
+  intrinsics carry over unchanged; only gsplat needs +0.5 (`dwm_data.splat.render.gsplat_K`).
+- MPS CSVs store quaternions as (qx, qy, qz, qw); Sophus prints (w, x, y, z).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Camera-frame rotation of a 90-degree clockwise image turn: raw pixel (u, v) lands at
+# (H - 1 - v, u), i.e. new x = -old y, new y = old x (what `rotate_camera_calib_cw90deg` applies).
+UPRIGHT = np.array(
+    [[0.0, 1.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
+
+
+def quat_xyzw_to_matrix(quats: np.ndarray) -> np.ndarray:
+    """(N, 4) unit quaternions in MPS CSV order (x, y, z, w) -> (N, 3, 3) rotations."""
+    q = quats / np.linalg.norm(quats, axis=-1, keepdims=True)
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=-2,
+    )
+
+
+def se3_matrix(transform) -> np.ndarray:
+    """A Sophus SE3 (projectaria-tools) as a (4, 4) float64 matrix."""
+    return np.asarray(transform.to_matrix(), dtype=np.float64).reshape(4, 4)
+
+
+def camera_to_world(
+    world_device: np.ndarray, device_camera: np.ndarray, upright: bool = True
+) -> np.ndarray:
+    """OpenCV camera-to-world (..., 4, 4) of the (optionally upright) camera image."""
+    pose = world_device @ device_camera
+    return pose @ UPRIGHT if upright else pose
+
+
+def upright_pixels(uv: np.ndarray, raw_height: int) -> np.ndarray:
+    """Raw-sensor pixels (..., 2) -> pixels of the image turned 90 degrees clockwise."""
+    return np.stack([raw_height - 1 - uv[..., 1], uv[..., 0]], axis=-1)
