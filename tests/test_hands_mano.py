@@ -105,6 +105,7 @@ def _clip(hands, frames: int, seed: int = 1):
     return truth
 
 
+@pytest.mark.slow
 def test_mano_fit_recovers_keypoints_and_mesh(hands):
     truth = _clip(hands, 6)
     faces = (hands.faces["left"], hands.faces["right"])

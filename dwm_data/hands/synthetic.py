@@ -194,7 +194,9 @@ def mano_model_dicts(seed: int = 0) -> dict[str, dict]:
             "weights": hand["weights"],
             "J_regressor": scipy.sparse.csc_matrix(hand["J_regressor"]),
             "shapedirs": shapedirs * flip[None, :, None],
-            "posedirs": posedirs * flip[None, :, None],
+            # pose features are (R - I) per joint; a mirrored hand has M R M, which flips
+            # entry (i, j) by flip_i * flip_j
+            "posedirs": posedirs * flip[None, :, None] * np.tile(np.outer(flip, flip).ravel(), 15),
             "hands_components": components,
             "hands_mean": 0.1 * rng.normal(size=45),
             "hands_coeffs": rng.normal(size=(16, 45)),
