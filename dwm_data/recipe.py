@@ -85,6 +85,25 @@ class ShardConfig(Strict):
         return parse_size(value)
 
 
+class SlurmConfig(Strict):
+    """Array-job resources; each array element runs one task of the plan."""
+
+    partition: str | None = None
+    time: str = "24:00:00"
+    cpus_per_task: int = 4
+    mem: str = "16G"
+    gpus: int = 0
+    extra: list[str] = []  # further #SBATCH lines, e.g. ["--account=abc", "--qos=high"]
+    poll_seconds: float = 30.0
+
+
+class RayConfig(Strict):
+    address: str | None = None  # an existing cluster ("auto" or ray://...); None: a local one
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0
+    memory_per_task: str | None = None  # e.g. "8GB": Ray schedules by it
+
+
 class RunConfig(Strict):
     executor: Literal["local", "ray", "slurm"] = "local"
     workers: int = 2
@@ -92,6 +111,8 @@ class RunConfig(Strict):
     unit_timeout: float = 3600.0
     units_per_process: int = 25  # a worker process is replaced after this many units (leaks)
     restarts: int = 3  # how often a crashed or killed task is restarted before giving up
+    slurm: SlurmConfig = SlurmConfig()
+    ray: RayConfig = RayConfig()
 
 
 class Recipe(BaseModel):

@@ -18,7 +18,7 @@ import numpy as np
 
 from dwm_data import SCHEMA_VERSION, __version__
 from dwm_data.errors import SampleError
-from dwm_data.video import Codec, VideoInfo, encode, probe
+from dwm_data.video import Codec, VideoInfo, encode_with_info, probe
 
 VIDEO_KEYS = ("video", "static", "hand")
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_@+\-]*$")
@@ -144,11 +144,14 @@ def make_sample(
     `encoded` holds videos stored byte for byte (import of files that already match the recipe).
     """
     encoded = dict(encoded or {})
+    infos = {}
     for name in VIDEO_KEYS:
-        if name not in encoded:
-            encoded[name] = encode(frames[name], fps, codecs[name])
+        if name in encoded:
+            infos[name] = probe(encoded[name])
+        else:
+            encoded[name], infos[name] = encode_with_info(frames[name], fps, codecs[name])
     sample = Sample(key=key, prompt=prompt, meta={}, camera=camera, hands=hands, **encoded)
-    sample.infos = {name: probe(encoded[name]) for name in VIDEO_KEYS}
+    sample.infos = infos
     ref = sample.infos["video"]
     sample.meta = {
         **meta,

@@ -151,6 +151,13 @@ def encode(
     frames: np.ndarray | Sequence[np.ndarray], fps: Fraction | int | str, codec: Codec
 ) -> bytes:
     """Encode RGB frames to an in-memory mp4 holding exactly len(frames) frames."""
+    return encode_with_info(frames, fps, codec)[0]
+
+
+def encode_with_info(
+    frames: np.ndarray | Sequence[np.ndarray], fps: Fraction | int | str, codec: Codec
+) -> tuple[bytes, VideoInfo]:
+    """`encode`, also returning the probe of what was written (so callers need not probe again)."""
     import av
 
     if len(frames) == 0:
@@ -177,10 +184,10 @@ def encode(
             f"encoding failed ({codec.name} {codec.pix_fmt}): {exc}", "video-write"
         ) from exc
     data = buffer.getvalue()
-    written = probe(data).frames
-    if written != len(frames):
-        raise VideoError(f"encoder wrote {written} of {len(frames)} frames", "video-write")
-    return data
+    info = probe(data)
+    if info.frames != len(frames):
+        raise VideoError(f"encoder wrote {info.frames} of {len(frames)} frames", "video-write")
+    return data, info
 
 
 def select_frames(

@@ -10,7 +10,6 @@ recorded as timed out and the task restarts past it.
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing as mp
 import os
 import signal
@@ -19,7 +18,8 @@ from collections import Counter, deque
 from pathlib import Path
 
 from dwm_data.executors.base import Executor, Poll
-from dwm_data.run import RunFolder, record_failure, run_task
+from dwm_data.executors.watch import overdue_unit
+from dwm_data.run import RunFolder, run_task
 
 PR_SET_PDEATHSIG = 1
 
@@ -61,7 +61,7 @@ class LocalExecutor(Executor):
                 time.sleep(0.1)
                 for task, process in list(active.items()):
                     if process.is_alive():
-                        if self._timed_out(folder, task):
+                        if overdue_unit(folder, task, self.config.unit_timeout):
                             self._kill(process)
                             del active[task]
                             queue.append(task)
@@ -82,25 +82,6 @@ class LocalExecutor(Executor):
             for process in active.values():
                 self._kill(process)
         poll(set())
-
-    def _timed_out(self, folder: RunFolder, task: int) -> bool:
-        path = folder.task_file("running", task)
-        try:
-            current = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return False
-        if time.time() - current["since"] <= self.config.unit_timeout:
-            return False
-        record_failure(
-            folder,
-            task,
-            current["unit"],
-            "timeout",
-            "Timeout",
-            f"unit took longer than the {self.config.unit_timeout:g} s timeout (run.unit_timeout)",
-        )
-        path.unlink(missing_ok=True)
-        return True
 
     @staticmethod
     def _kill(process: mp.Process) -> None:

@@ -1,0 +1,44 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian libraries that bpy, MediaPipe/OpenCV and pyrender load at import time.
+SYSTEM_LIBS := libx11-6 libxext6 libxrender1 libxxf86vm1 libxfixes3 libxi6 libxkbcommon0 libsm6 \
+	libice6 libxt6 libxcb1 libgl1 libgomp1 libglib2.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri
+
+.PHONY: setup system-libs demo test test-fast lint bench
+
+setup: $(VENV)/.installed
+
+system-libs:
+	@missing=$$(for p in $(SYSTEM_LIBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing system libraries: $$missing"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+		else echo "run as root: apt-get install $$missing" && exit 1; fi; \
+	fi
+
+# torch first and alone: a CPU wheel is on local disk, and naming it in every call keeps pip
+# from swapping in a multi-GB CUDA build; projectaria-tools without its (unneeded) dependencies.
+$(VENV)/.installed: pyproject.toml constraints.txt | system-libs
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[all,dev]' torch==2.13.0
+	$(BIN)/pip install -q --no-deps projectaria-tools==2.3.0
+	touch $@
+
+demo: setup
+	$(BIN)/dwm-data demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/dwm-data bench io

@@ -1,0 +1,61 @@
+"""Cluster backends run the same tasks from the same run folder as the local one."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dwm_data.build import build
+from dwm_data.errors import DwmDataError
+from dwm_data.executors.slurm import array_script
+from dwm_data.recipe import load_recipe
+from dwm_data.run import RunFolder, finalize, make_plan, prepare, run_status
+
+TESTS = Path(__file__).parent
+BUILDER = "sources:SyntheticBuilder"
+
+
+@pytest.fixture(autouse=True)
+def _sources_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+
+
+@pytest.mark.slow
+def test_ray_backend_builds_the_same_dataset(tmp_path):
+    pytest.importorskip("ray")
+    recipe = load_recipe("tiny", ["run.executor=ray", "run.workers=2", "run.tasks=2"])
+    result = build(BUILDER, {"units": 4, "bad": [1]}, recipe, tmp_path / "run", progress=False)
+    assert result.status.samples == 3 and result.status.finished
+    assert [f["unit"] for f in result.status.failures] == ["unit001"]
+
+
+def test_slurm_array_script_runs_every_task_from_the_run_folder(tmp_path):
+    recipe = load_recipe(
+        "tiny", ["run.executor=slurm", "run.tasks=3", "run.slurm.partition=gpu", "run.slurm.gpus=1"]
+    )
+    folder = RunFolder(tmp_path / "run")
+    plan = prepare(folder, make_plan(BUILDER, {"units": 5}, recipe))
+    script = array_script(folder.root, [0, 1, 2], recipe.run, retry_failed=False)
+    assert "#SBATCH --array=0-2%2" in script and "#SBATCH --partition=gpu" in script
+    assert (
+        "#SBATCH --gres=gpu:1" in script
+        and f"--output={folder.root}/logs/slurm-%A_%a.out" in script
+    )
+    path = tmp_path / "array.sbatch"
+    path.write_text(script)
+    for element in range(3):  # what Slurm does: the same script once per array index
+        env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(element)}
+        subprocess.run(["bash", str(path)], check=True, env=env, capture_output=True)
+    status = run_status(folder.root)
+    assert status.finished and status.samples == 5 and len(plan.tasks) == 3
+    assert finalize(folder.root, 0.0)["totals"]["samples"] == 5
+
+
+def test_slurm_without_sbatch_says_where_the_script_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    recipe = load_recipe("tiny", ["run.executor=slurm"])
+    with pytest.raises(DwmDataError, match=r"sbatch not found.*array-0.sbatch"):
+        build(BUILDER, {"units": 2}, recipe, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "slurm" / "array-0.sbatch").exists()
