@@ -48,7 +48,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar."
 def console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 def load_recipe(recipe: str, overrides: list[str] | None, **run: Any):

@@ -36,7 +36,7 @@ def main() -> None:
     except DwmDataError as exc:
         from rich.console import Console
 
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(2)
 
 
