@@ -83,6 +83,7 @@ def _right_hand(rng: np.random.Generator) -> dict[str, np.ndarray]:
     weights: list[int] = []  # joint each vertex follows rigidly
     regress: dict[int, list[int]] = {}
     faces: list[tuple[int, int, int]] = []
+    parts: list[int] = []  # index into `faces` where each convex part (palm, finger) starts
     tips: dict[str, int] = {}
 
     def add(points: np.ndarray, joint: int) -> list[int]:
@@ -96,6 +97,7 @@ def _right_hand(rng: np.random.Generator) -> dict[str, np.ndarray]:
         [[x, y, z] for x in (-0.01, 0.08) for y in (-0.04, 0.04) for z in (-0.012, 0.012)]
     )
     palm = add(box, 0)
+    parts.append(len(faces))
     regress[0] = [palm[i] for i in (0, 1, 2, 3)]  # the wrist end: centred on the origin
     for a, b, c, d in (
         (0, 1, 3, 2),
@@ -120,6 +122,7 @@ def _right_hand(rng: np.random.Generator) -> dict[str, np.ndarray]:
         centres.append(centres[-1] + direction * lengths[2] * 0.7)
         angles = np.linspace(0, 2 * np.pi, RING, endpoint=False)
         rings = []
+        parts.append(len(faces))
         for r, (centre, radius) in enumerate(zip(centres, _RADII, strict=True)):
             joint = 1 + 3 * f + min(r, 2)
             ring = centre + radius * (np.cos(angles)[:, None] * side + np.sin(angles)[:, None] * up)
@@ -139,6 +142,7 @@ def _right_hand(rng: np.random.Generator) -> dict[str, np.ndarray]:
         faces += [(rings[0][(i + 1) % RING], rings[0][i], cap) for i in range(RING)]
 
     template = np.concatenate(verts)
+    faces = _outward_faces(template, np.array(faces), [*parts, len(faces)])
     # Fill up to MANO's vertex count with points inside the palm (no faces, like MANO's
     # vertices hidden between fingers), then move the tip vertices to MANO's tip ids.
     filler = rng.uniform(
@@ -159,12 +163,25 @@ def _right_hand(rng: np.random.Generator) -> dict[str, np.ndarray]:
     skinning[new_index[np.arange(NUM_VERTICES)], np.array(weights)] = 1.0
     return {
         "v_template": template[order],
-        "f": new_index[np.array(faces)],
+        "f": new_index[faces],
         "J": joints,
         "parents": parents,
         "weights": skinning,
         "J_regressor": regressor,
     }
+
+
+def _outward_faces(vertices: np.ndarray, faces: np.ndarray, bounds: list[int]) -> np.ndarray:
+    """Wind every face of each convex part so its normal points away from the part's centre,
+    as MANO's faces do (lighting and back-face tests depend on it)."""
+    faces = faces.copy()
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        part = faces[start:stop]
+        a, b, c = (vertices[part[:, i]] for i in range(3))
+        centre = vertices[np.unique(part)].mean(axis=0)
+        inward = np.einsum("ij,ij->i", np.cross(b - a, c - a), (a + b + c) / 3 - centre) < 0
+        part[inward] = part[inward][:, [0, 2, 1]]
+    return faces
 
 
 def mano_model_dicts(seed: int = 0) -> dict[str, dict]:
