@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from cli import dataset, runs
+from cli import dataset, runs, train
 
 app = typer.Typer(
     name="dwm-data",
@@ -21,6 +21,10 @@ app.command("import-dwm", rich_help_panel="Build")(dataset.import_dwm)
 app.command("export-dwm", rich_help_panel="Inspect and convert")(dataset.export_dwm)
 app.command("inspect", rich_help_panel="Inspect and convert")(dataset.inspect)
 app.command("preview", rich_help_panel="Inspect and convert")(dataset.preview)
+app.command("encode", rich_help_panel="Train")(train.encode)
+app.command("train", rich_help_panel="Train")(train.train)
+app.command("sample", rich_help_panel="Train")(train.sample)
+app.command("eval", rich_help_panel="Train")(train.evaluate)
 app.command("status", rich_help_panel="Runs")(runs.status)
 app.command("run-task", rich_help_panel="Runs", hidden=True)(runs.run_task)
 app.command("demo", rich_help_panel="Start here")(runs.demo)

@@ -1,0 +1,171 @@
+"""Sampling the world model (`dwm-data sample`), the offline metrics and `dwm-data eval`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_model import (  # noqa: F401
+    FRAMES,
+    HEIGHT,
+    WIDTH,
+    _trained_like,
+    shard_dir,
+    tiny_base,
+)
+
+from dwm_data.errors import DwmDataError
+from dwm_data.video import Codec, decode, encode, probe
+from dwm_model.generate import WorldModel, load_inputs, preview, write_video
+from dwm_model.metrics import psnr, ssim
+from dwm_model.model import save_weights
+
+
+@pytest.fixture(scope="module")
+def world_model(tiny_base, tmp_path_factory):  # noqa: F811
+    folder = tmp_path_factory.mktemp("weights")
+    save_weights(
+        _trained_like(tiny_base),
+        folder,
+        {"rank": 4, "alpha": 8, "base_model": str(tiny_base), "text_length": 32},
+    )
+    return WorldModel.from_weights(folder)
+
+
+@pytest.fixture(scope="module")
+def inputs(shard_dir):  # noqa: F811
+    return load_inputs(sorted(shard_dir.glob("*.tar")), "syn-0001", None, None, None)
+
+
+def test_psnr_and_ssim_of_known_pairs():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (3, 32, 40, 3), dtype=np.uint8)
+    assert psnr(a, a) == 100.0 and ssim(a, a) == pytest.approx(1.0)
+    b = np.clip(a.astype(int) + 10, 0, 255).astype(np.uint8)
+    flat = np.full_like(a, 100)
+    assert psnr(flat, flat + 10) == pytest.approx(20 * np.log10(255 / 10), abs=1e-9)
+    noisy = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    noisier = np.clip(a + rng.normal(0, 60, a.shape), 0, 255).astype(np.uint8)
+    assert 1 > ssim(a, b) > ssim(a, noisy) > ssim(a, noisier) > 0
+    assert ssim(a, noisy) == pytest.approx(ssim(noisy, a))
+    # Two constant frames: only the luminance term is left, (2 m1 m2 + C1) / (m1^2 + m2^2 + C1).
+    m1, m2, c1 = 100 / 255, 110 / 255, 0.01**2
+    assert ssim(flat, flat + 10) == pytest.approx((2 * m1 * m2 + c1) / (m1**2 + m2**2 + c1))
+    with pytest.raises(DwmDataError, match="same"):
+        psnr(a, a[:2])
+
+
+def test_generate_is_seeded_and_follows_hand_and_prompt(world_model, inputs):
+    static, hand, prompt, truth = inputs
+    assert prompt == "pick up the red cup" and truth.shape == (FRAMES, HEIGHT, WIDTH, 3)
+    first = world_model.generate(static, hand, prompt, steps=2, seed=5)
+    assert first.shape == (FRAMES, HEIGHT, WIDTH, 3) and first.dtype == np.uint8
+    assert np.array_equal(first, world_model.generate(static, hand, prompt, steps=2, seed=5))
+    assert not np.array_equal(first, world_model.generate(static, hand, prompt, steps=2, seed=6))
+    no_hand = world_model.generate(static, hand, prompt, steps=2, seed=5, use_hand=False)
+    no_prompt = world_model.generate(static, hand, prompt, steps=2, seed=5, use_prompt=False)
+    assert not np.array_equal(first, no_hand) and not np.array_equal(first, no_prompt)
+
+
+def test_generate_refuses_inputs_the_model_cannot_take(world_model, inputs):
+    static, hand, prompt, _ = inputs
+    with pytest.raises(DwmDataError, match="4k\\+1"):
+        world_model.generate(static[:8], hand[:8], prompt, steps=2)
+    with pytest.raises(DwmDataError, match="hand video"):
+        world_model.generate(static, hand[:5], prompt, steps=2)
+
+
+def test_inputs_from_files_and_missing_key(shard_dir, inputs, tmp_path):  # noqa: F811
+    static, hand, _, _ = inputs
+    (tmp_path / "s.mp4").write_bytes(encode(static, 8, Codec(preset="ultrafast")))
+    (tmp_path / "h.mp4").write_bytes(encode(hand, 8, Codec(preset="ultrafast")))
+    s, h, text, truth = load_inputs(None, None, tmp_path / "s.mp4", tmp_path / "h.mp4", "wave")
+    assert s.shape == h.shape == static.shape and text == "wave" and truth is None
+    with pytest.raises(DwmDataError, match="no sample with key nope"):
+        load_inputs(sorted(shard_dir.glob("*.tar")), "nope", None, None, None)
+    with pytest.raises(DwmDataError, match="--static"):
+        load_inputs(None, None, tmp_path / "s.mp4", None, None)
+
+
+def test_outputs_are_whole_videos_and_a_side_by_side_preview(inputs, tmp_path):
+    static, hand, _, truth = inputs
+    write_video(tmp_path / "out.mp4", preview(static, hand, truth), 8)
+    info = probe(tmp_path / "out.mp4")
+    assert (info.frames, info.width, info.height) == (FRAMES, 3 * WIDTH, HEIGHT)
+    assert not list(tmp_path.glob("*.tmp"))
+    assert np.abs(decode(tmp_path / "out.mp4")[:, :, :WIDTH].astype(int) - static).mean() < 4
+
+
+@pytest.mark.slow
+def test_cli_encode_train_sample_eval(shard_dir, tiny_base, tmp_path, monkeypatch):  # noqa: F811
+    """The four commands end to end on the tiny recipe (a few steps), as a user runs them."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_base, cache / f"tiny-{WIDTH}x{HEIGHT}x{FRAMES}")
+    monkeypatch.setenv("DWM_MODEL_CACHE", str(cache))
+    shards = tmp_path / "shards"
+    shutil.copytree(shard_dir, shards)
+    runner = CliRunner()
+    tiny = ["--recipe", "tiny", "--set", "train.max_steps=4", "--set", "train.checkpoint_every=2"]
+
+    def ok(*args):
+        result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "encoded 6 samples of 2 shards" in ok("encode", shards, "--recipe", "tiny")
+    assert "trained to step 4" in ok("train", shards, "--out", tmp_path / "run", "--quiet", *tiny)
+    assert "cached latents" in ok(
+        "train", shards, "--out", tmp_path / "run", "--resume", "--quiet", *tiny
+    )
+    ok(
+        "sample",
+        tmp_path / "run",
+        tmp_path / "s.mp4",
+        "--shards",
+        shards,
+        "--key",
+        "syn-0002",
+        "--steps",
+        "2",
+        "--recipe",
+        "tiny",
+    )
+    assert probe(tmp_path / "s-preview.mp4").width == 4 * WIDTH
+    ok(
+        "sample",
+        tmp_path / "run" / "checkpoints" / "step-000002",
+        tmp_path / "n.mp4",
+        "--static",
+        tmp_path / "s.mp4",
+        "--hand",
+        tmp_path / "s.mp4",
+        "--no-hand",
+        "--steps",
+        "2",
+        "--recipe",
+        "tiny",
+    )
+    assert probe(tmp_path / "n-preview.mp4").width == 3 * WIDTH
+    output = ok(
+        "eval",
+        tmp_path / "run",
+        shards,
+        "--out",
+        tmp_path / "eval",
+        "--recipe",
+        "tiny",
+        "--set",
+        "eval.limit=2",
+        "--set",
+        "eval.steps=2",
+    )
+    summary = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert summary["samples"] == 2 and np.isfinite(summary["psnr"]) and 0 < summary["ssim"] <= 1
+    assert "PSNR" in output and len(list((tmp_path / "eval" / "previews").glob("*.mp4"))) == 2
