@@ -1,0 +1,131 @@
+"""`render-trumans`: one work unit per TRUMANS recording, one sample per clip.
+
+A unit is a whole recording so the frames its overlapping clips share are rendered once; it runs
+in a fresh process (`max_units_per_process = 1`) because Blender leaks state across scenes, and
+its frames are cached in the unit's scratch folder so a killed unit resumes mid-recording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from dwm_data.builder import Builder, BuilderOptions, UnitContext, WorkUnit
+from dwm_data.sample import Sample, make_key, make_sample
+from dwm_data.trumans import release
+from dwm_data.trumans.schedule import ClipPolicy
+
+
+class TrumansRecipe(BaseModel):
+    """The recipe's `trumans` section; defaults are the official launcher arguments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frame_skip: int = 3
+    clip_stride: int = 25
+    fov: float = 90.0  # horizontal, degrees
+    samples: int = 64
+    denoise: bool = True
+    threads: int = 0  # Cycles CPU threads; 0 lets Blender use every core
+
+
+class TrumansOptions(BuilderOptions):
+    root: str
+    scenes: list[str] = []
+    recordings: list[str] = []
+    split: str | None = None  # an official list, e.g. trumans_test.txt
+    body: Literal["blend", "smplx"] = "blend"
+    clips: ClipPolicy = "all"
+    smplx_model: str | None = None  # an SMPLX_*.npz file or a folder holding smplx/SMPLX_*.npz
+    smplx_gender: str = "male"  # used when the fits leave it empty, as the release does
+    hand_ids: str | None = None  # MANO_SMPLX_vertex_ids.pkl; without it, from skinning weights
+
+
+class TrumansBuilder(Builder):
+    name = "render-trumans"
+    Options = TrumansOptions
+    section = "trumans"
+    max_units_per_process = 1
+
+    def plan(self) -> list[WorkUnit]:
+        opts = self.options
+        chosen = release.select(
+            Path(opts.root), opts.scenes, opts.recordings, Path(opts.split) if opts.split else None
+        )
+        return [
+            WorkUnit(f"{r.scene}/{r.name}", {"scene": r.scene, "recording": r.name}) for r in chosen
+        ]
+
+    def settings(self):
+        from dwm_data.trumans.passes import PassSettings
+
+        knobs = self.recipe.section("trumans", TrumansRecipe)
+        video, opts = self.recipe.video, self.options
+        return PassSettings(
+            width=video.width,
+            height=video.height,
+            length=video.frames,
+            skip=knobs.frame_skip,
+            stride=knobs.clip_stride,
+            fov=knobs.fov,
+            samples=knobs.samples,
+            denoise=knobs.denoise,
+            threads=knobs.threads,
+            body=opts.body,
+            clips=opts.clips,
+            smplx_model=Path(opts.smplx_model) if opts.smplx_model else None,
+            smplx_gender=opts.smplx_gender,
+            hand_ids=Path(opts.hand_ids) if opts.hand_ids else None,
+        )
+
+    def process(self, unit: WorkUnit, ctx: UnitContext) -> Iterable[Sample]:
+        from dwm_data.trumans.passes import render_recording
+
+        root = Path(self.options.root)
+        recording = release.Recording(unit.payload["scene"], unit.payload["recording"])
+        actions = release.read_actions(root, recording.name)
+        settings = self.settings()
+        k = settings.intrinsics
+        for rendered in render_recording(root, recording, settings, ctx.scratch, ctx.heartbeat):
+            clip = rendered.clip
+            meta = {
+                "source": {
+                    "name": "trumans",
+                    "scene": recording.scene,
+                    "recording": recording.name,
+                    "clip": clip.index,
+                    "license": release.LICENSE,
+                },
+                "source_frames": list(clip.frames),
+                "source_fps": 30,
+                "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy},
+                "hands": {"representation": "mesh", "backend": rendered.info["hand_backend"]},
+                "body": settings.body,
+                "moving_objects": rendered.moving,
+                "clips": {
+                    "policy": settings.clips,
+                    "windows": rendered.info["windows"],
+                    "kept": rendered.info["kept"],
+                },
+                "render": {
+                    "engine": "CYCLES",
+                    "device": rendered.info["device"],
+                    "samples": settings.samples,
+                    "denoise": settings.denoise,
+                    "fov": settings.fov,
+                    "frame_skip": settings.skip,
+                    "clip_stride": settings.stride,
+                },
+            }
+            yield make_sample(
+                make_key("trumans", recording.scene, recording.name, f"{clip.index:05d}"),
+                {"video": rendered.video, "static": rendered.static, "hand": rendered.hand},
+                self.recipe.video.rate,
+                self.recipe.codecs.to_codecs(),
+                release.prompt(actions, clip.frames[0], clip.frames[-1]),
+                meta,
+                camera=rendered.cameras,
+            )

@@ -1,0 +1,272 @@
+"""TRUMANS rendering end to end on a generated TRUMANS-format recording (bpy, Cycles on CPU).
+
+One recording is rendered once per module (192x128, 4 samples, 9-frame clips every 5 stepped
+frames so clips overlap); the tests read its samples and its frame cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dwm_data.builder import UnitContext, WorkUnit, make_builder
+from dwm_data.cameras import opencv_to_blender, world_to_camera
+from dwm_data.recipe import load_recipe
+from dwm_data.trumans import mini, schedule
+from dwm_data.trumans.frames import FrameCache
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("bpy")
+
+FRAMES = 76  # source frames of each mini recording: 26 stepped frames, 4 clips
+SETTINGS = [
+    "video.width=192",
+    "video.height=128",
+    "trumans.clip_stride=5",
+    "trumans.samples=4",
+    "trumans.denoise=false",
+]
+REC, STILL_REC = mini.RECORDINGS
+
+
+def run_unit(root: Path, recording: str, scratch: Path, extra: list[str] = (), **options):
+    recipe = load_recipe("tiny", [*SETTINGS, *extra])
+    builder = make_builder("render-trumans", recipe, {"root": str(root), **options})
+    unit = WorkUnit(f"{mini.SCENE}/{recording}", {"scene": mini.SCENE, "recording": recording})
+    ctx = UnitContext(scratch=scratch, log=logging.getLogger("test"))
+    return list(builder.process(unit, ctx))
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trumans")
+    mini.write_release(root / "release", frames=FRAMES)
+    scratch = root / "scratch"
+    samples = run_unit(root / "release", REC, scratch)
+    return root, samples, FrameCache(scratch)
+
+
+def test_clips_follow_the_official_schedule(rendered):
+    _, samples, cache = rendered
+    expected = schedule.clips(0, FRAMES - 1, 3, 9, 5)
+    assert [s.key for s in samples] == [
+        f"trumans-{mini.SCENE}-{REC}-{c.index:05d}" for c in expected
+    ]
+    for sample, clip in zip(samples, expected, strict=True):
+        assert sample.meta["source_frames"] == list(clip.frames)
+        assert sample.meta["frames"] == 9 and (sample.meta["width"], sample.meta["height"]) == (
+            192,
+            128,
+        )
+        assert sample.camera.shape == (9, 4, 4)
+        assert sample.meta["hands"] == {"representation": "mesh", "backend": "cc4-vertex-groups"}
+        assert sample.meta["intrinsics"]["fx"] == pytest.approx(96.0)
+    assert samples[0].prompt == "walk to the cabinet."
+    assert samples[2].prompt == "walk to the cabinet. open the drawer."
+    assert samples[-1].prompt == "open the drawer."
+    # the drawer opens over source frames 40..70: only the last two windows see it move
+    moving = [s.meta["moving_objects"] for s in samples]
+    assert moving[:2] == [{}, {}] and all(mini.DRAWER in m for m in moving[2:])
+    assert moving[2][mini.DRAWER][0] == 42
+
+
+def test_each_frame_is_rendered_once(rendered):
+    _, samples, cache = rendered
+    renders = cache.rendered()
+    assert len(renders) == len(set(renders))  # nothing rendered twice
+    interaction = [name for kind, name in renders if kind == "interaction"]
+    unique = {f for s in samples for f in s.meta["source_frames"]}
+    assert sorted(int(n) for n in interaction) == sorted(unique)
+    # the first three clips start with the drawer closed: their static frames are shared
+    static = [name for kind, name in renders if kind == "static"]
+    states = {name.split("-")[0] for name in static}
+    assert len(states) == 2 and len(static) == 19 + 9
+    official = 2 * 9 * len(samples)
+    assert (len(interaction) + len(static)) / official <= 0.77
+
+
+def _blue(frame: np.ndarray) -> np.ndarray:
+    """Pixels at least half covered by the avatar's pure-blue emissive hands."""
+    rgb = frame.astype(int)
+    return rgb[..., 2] - np.maximum(rgb[..., 0], rgb[..., 1]) > 110
+
+
+def test_hand_pass_aligns_with_the_rendered_hands(rendered):
+    _, samples, cache = rendered
+    ious = []
+    for frame in sorted({f for s in samples for f in s.meta["source_frames"]}):
+        # at least half covered: the darkest fully lit hand pixel is 0.8 * 0.7 * 255 = 143
+        hand = np.asarray(Image.open(cache.path("hand", f"{frame:06d}"))).max(axis=-1) > 80
+        blue = _blue(np.asarray(Image.open(cache.path("interaction", f"{frame:06d}"))))
+        ious.append((hand & blue).sum() / (hand | blue).sum())
+    assert np.mean(ious) >= 0.95 and min(ious) >= 0.93, ious
+    # the official colours: left hand green, right hand red, black elsewhere
+    hand = np.asarray(Image.open(cache.path("hand", "000000"))).astype(int)
+    lit = hand.max(axis=-1) > 30
+    greenish = lit & (hand[..., 1] > hand[..., 0])
+    assert greenish.any() and (lit & ~greenish).any() and not hand[~lit].any()
+
+
+def _silhouette(verts_world, faces, camera, width, height, k) -> np.ndarray:
+    from dwm_data.hands.render import render_mesh
+
+    local = world_to_camera(verts_world, camera)
+    faces = faces[(local[faces, 2] > 0.05).all(axis=1)]  # the renderer wants all of it in front
+    if not len(faces):
+        return np.zeros((height, width), bool)
+    used, faces = np.unique(faces, return_inverse=True)
+    local = local[used]
+    faces = faces.reshape(-1, 3)
+    image = render_mesh([[local, local[:3]]], (faces, np.zeros((0, 3), np.int64)), k, width, height)
+    return image[0].max(axis=-1) > 0
+
+
+def _mesh_world(obj, depsgraph) -> tuple[np.ndarray, np.ndarray]:
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    co = np.array([v.co[:] for v in mesh.vertices])
+    mesh.calc_loop_triangles()
+    tris = np.array([t.vertices[:] for t in mesh.loop_triangles], dtype=np.int64)
+    matrix = np.array(evaluated.matrix_world)
+    evaluated.to_mesh_clear()
+    return co @ matrix[:3, :3].T + matrix[:3, 3], tris
+
+
+def _on_planes(verts: np.ndarray, sun: np.ndarray, heights=(0.0, 0.95, 1.0)) -> list[np.ndarray]:
+    """The shadow of `verts` cast along `sun` onto horizontal planes (floor, drawer, cabinet)."""
+    return [verts - sun * ((verts[:, 2] - h) / sun[2])[:, None] for h in heights]
+
+
+def test_static_pass_is_the_scene_at_rest(rendered):
+    import bpy
+    import cv2
+
+    from dwm_data.cameras import Intrinsics
+    from dwm_data.trumans import blend
+    from dwm_data.trumans.bodies import BODY_MESH
+
+    root, samples, cache = rendered
+    scene = blend.open_blend(
+        root / "release" / "Recordings_blend" / mini.SCENE / f"{mini.SCENE}.blend"
+    )
+    blend.apply_recording(scene, REC)
+    k = samples[0].meta["intrinsics"]
+    intrinsics = Intrinsics(k["fx"], k["fy"], k["cx"], k["cy"], 192, 128)
+    sun = -np.array(bpy.data.objects["sun"].matrix_world)[:3, 2]
+    clip = samples[-1]  # the drawer opens during this clip
+    drawer = bpy.data.objects[mini.DRAWER]
+    scene.frame_set(clip.meta["source_frames"][0])
+    drawer_start = _mesh_world(drawer, bpy.context.evaluated_depsgraph_get())
+    # frames 57.. belong to this clip only, so their static frames name its object state
+    last = clip.meta["source_frames"][-1]
+    state = next(cache.root.glob(f"static/*-{last:06d}.png")).name.split("-")[0]
+    for i, frame in enumerate(clip.meta["source_frames"]):
+        scene.frame_set(frame)
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        camera = clip.camera[i].astype(np.float64)
+        actor = np.zeros((128, 192), bool)
+        for verts, tris in (
+            _mesh_world(bpy.data.objects[n], depsgraph) for n in (BODY_MESH, "CC_Base_Eye")
+        ):
+            for shifted in [verts, *_on_planes(verts, sun)]:  # the actor and its shadow
+                actor |= _silhouette(shifted, tris, camera, 192, 128, intrinsics)
+        now, start = (
+            _silhouette(v, t, camera, 192, 128, intrinsics)
+            for v, t in (_mesh_world(drawer, depsgraph), drawer_start)
+        )
+        near = cv2.dilate((actor | now | start).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        video = np.asarray(Image.open(cache.path("interaction", f"{frame:06d}"))).astype(float)
+        static = np.asarray(Image.open(cache.path("static", f"{state}-{frame:06d}"))).astype(float)
+        mse = ((video - static)[~near] ** 2).mean()
+        assert 10 * np.log10(255**2 / max(mse, 1e-9)) >= 35.0, (frame, mse)
+        moved = (now ^ start) & ~(cv2.dilate(actor.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+        if moved.sum() > 20:  # the drawer has moved: only the interaction frame shows it
+            away = np.abs(video - static)[~near].mean()
+            assert np.abs(video - static)[moved].mean() > 10 * max(away, 0.5)
+
+
+def test_camera_follows_the_head_bone(rendered):
+    from dwm_data.trumans import blend
+    from dwm_data.trumans.camera import CAMERA_BONE
+
+    root, samples, _ = rendered
+    scene = blend.open_blend(
+        root / "release" / "Recordings_blend" / mini.SCENE / f"{mini.SCENE}.blend"
+    )
+    rec = blend.apply_recording(scene, REC)
+    bone = rec.armature.pose.bones[CAMERA_BONE]
+    cameras, heads = [], []
+    for sample in samples:
+        for i, frame in enumerate(sample.meta["source_frames"]):
+            scene.frame_set(frame)
+            heads.append(np.array(rec.armature.matrix_world) @ np.array(bone.matrix))
+            cameras.append(opencv_to_blender(sample.camera[i].astype(np.float64)))
+    offsets = [np.linalg.inv(h) @ c for h, c in zip(heads, cameras, strict=True)]
+    assert np.allclose(offsets, offsets[0], atol=1e-4)  # rigid w.r.t. CC_Base_FacialBone
+    positions = np.array([c[:3, 3] for c in cameras])
+    assert np.ptp(positions, axis=0).max() > 0.05  # and the head does move
+    for c in cameras:  # proper rotations
+        assert np.allclose(c[:3, :3] @ c[:3, :3].T, np.eye(3), atol=1e-5)
+
+
+def test_interaction_policy_keeps_windows_where_objects_move(rendered, tmp_path):
+    root, samples, cache = rendered
+    none = run_unit(root / "release", STILL_REC, tmp_path / "still", clips="interaction")
+    assert none == [] and FrameCache(tmp_path / "still").rendered() == []
+    shutil.copytree(cache.root, tmp_path / "copy")  # every frame it needs is cached already
+    kept = run_unit(root / "release", REC, tmp_path / "copy", clips="interaction")
+    assert [s.key for s in kept] == [s.key for s in samples[2:]]
+    assert kept[0].meta["clips"] == {"policy": "interaction", "windows": 4, "kept": 2}
+    assert len(FrameCache(tmp_path / "copy").rendered()) == len(cache.rendered())  # no new render
+
+
+_WORKER = """
+import logging, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_trumans_render import run_unit
+for _ in run_unit(Path({root!r}), {rec!r}, Path({scratch!r})):
+    pass
+"""
+
+
+def test_kill_and_resume_loses_and_duplicates_nothing(rendered, tmp_path):
+    root, samples, cache = rendered
+    scratch = tmp_path / "scratch"
+    code = _WORKER.format(
+        tests=str(Path(__file__).parent), root=str(root / "release"), rec=REC, scratch=str(scratch)
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log = scratch / "renders.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and worker.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= 20:
+            break
+        time.sleep(0.05)
+    assert worker.poll() is None, "the worker finished before it could be killed"
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    before = len(FrameCache(scratch).rendered())
+    assert 20 <= before < len(cache.rendered())
+    resumed = run_unit(root / "release", REC, scratch)
+    renders = FrameCache(scratch).rendered()
+    assert sorted(renders) == sorted(cache.rendered())  # every frame once, across the kill
+    assert [s.key for s in resumed] == [s.key for s in samples]
+    for a, b in zip(resumed, samples, strict=True):
+        assert np.allclose(a.camera, b.camera, atol=1e-5)
+        assert a.meta["source_frames"] == b.meta["source_frames"]
