@@ -16,7 +16,9 @@ from typing import Any
 DEMO_STAGES: dict[str, str] = {
     "import-dwm": "dwm_data.demo:layout_stage",
 }
-DEMO_CONSUMERS: dict[str, str] = {}
+DEMO_CONSUMERS: dict[str, str] = {
+    "train-sample": "dwm_model.demo:train_and_sample",
+}
 
 
 def layout_stage(workdir: Path, recipe_name: str) -> tuple[str, dict[str, Any]]:
