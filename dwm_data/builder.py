@@ -26,7 +26,9 @@ from dwm_data.sample import Sample
 # name -> "module:Class"; imported only when that builder runs, so heavy extras stay optional.
 BUILDERS: dict[str, str] = {
     "import-dwm": "dwm_data.dwm_layout.importer:ImportBuilder",
+    "aria-capture": "dwm_data.aria.builder:AriaBuilder",
     "render-trumans": "dwm_data.trumans.builder:TrumansBuilder",
+    "taste": "dwm_data.taste.builder:TasteBuilder",
 }
 
 

@@ -32,7 +32,7 @@ def test_one_frame_jump_is_dropped_and_bridged():
 
 def test_steady_motion_is_kept():
     cleaned, report = clean_track(_moving_hand(9, list(range(9))))
-    assert report.as_dict() == {"dropped": 0, "bridged": 0}
+    assert report.as_dict() == {"relabelled": 0, "dropped": 0, "bridged": 0}
 
 
 def test_short_gaps_are_bridged_long_gaps_are_not():
@@ -44,3 +44,23 @@ def test_short_gaps_are_bridged_long_gaps_are_not():
     assert np.isnan(cleaned.keypoints_px[6:12, 1]).all()
     np.testing.assert_allclose(cleaned.keypoints_px[2, 1], HAND + [4.0, 0.0], atol=1e-5)
     assert not cleaned.valid[:, 0].any(), "no hand is invented on the empty side"
+
+
+def test_lone_hand_keeps_one_side_through_label_flicker():
+    track = _moving_hand(9, list(range(9)))
+    for t in (0, 1, 8):  # entering and leaving the frame, MediaPipe says "left"
+        for array in (track.valid, track.keypoints_px, track.keypoints_cam, track.scores):
+            array[t, [0, 1]] = array[t, [1, 0]]
+    cleaned, report = clean_track(track)
+    assert report.relabelled == 3
+    assert cleaned.valid[:, 1].all() and not cleaned.valid[:, 0].any()
+    np.testing.assert_allclose(cleaned.keypoints_px[8, 1], HAND + [16.0, 0.0])
+
+
+def test_two_hands_far_apart_keep_their_sides():
+    track = _moving_hand(6, [0, 1, 2])
+    track.valid[3:, 0] = True
+    track.keypoints_px[3:, 0] = HAND + [300.0, 200.0]
+    cleaned, report = clean_track(track)
+    assert report.relabelled == 0
+    np.testing.assert_array_equal(cleaned.valid, track.valid)

@@ -143,10 +143,16 @@ def landmark_track(
 
 
 def estimate_hands(
-    backend: HandBackend, frames: np.ndarray, assumed: Intrinsics, max_gap: int = 2
+    backend: HandBackend,
+    frames: np.ndarray,
+    assumed: Intrinsics,
+    max_gap: int = 2,
+    landmarks: HandTrack | None = None,
 ) -> Estimate:
-    """Landmarks -> temporal clean-up -> the backend's refinement, for one clip."""
-    landmarks = landmark_track(frames, backend.detector, assumed)
+    """Landmarks -> temporal clean-up -> the backend's refinement, for one clip. `landmarks`
+    replaces MediaPipe when the hands are already known (a capture rig, an earlier run)."""
+    if landmarks is None:
+        landmarks = landmark_track(frames, backend.detector, assumed)
     landmarks, report = clean_track(landmarks, max_gap=max_gap)
     intrinsics = backend.camera(assumed)
     return Estimate(backend.refine(frames, landmarks, intrinsics), intrinsics, report)

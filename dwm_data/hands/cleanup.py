@@ -1,9 +1,11 @@
 """Temporal clean-up of a hand track: drop one-frame jumps, bridge short gaps, nothing more.
 
-Per-frame detectors flicker: a hand jumps for one frame (a wrong detection, a swapped side) or
-vanishes for a frame or two behind an object. A spike that leaves and returns is dropped; a
-short gap between two good frames is filled by interpolation; a long gap stays empty, because a
-hand invented over seconds would teach the model motion that never happened.
+Per-frame detectors flicker: a lone hand changes side for a few frames (MediaPipe's handedness
+is unsure when a hand enters or leaves the frame), jumps for one frame (a wrong detection) or
+vanishes for a frame or two behind an object. A continuous lone hand takes the side most of its
+frames agree on; a spike that leaves and returns is dropped; a short gap between two good frames
+is filled by interpolation; a long gap stays empty, because a hand invented over seconds would
+teach the model motion that never happened.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from dwm_data.hands.track import HandTrack
 
 @dataclass(frozen=True)
 class CleanupReport:
+    relabelled: int  # hand-frames moved to the other side
     dropped: int  # hand-frames removed as jumps
     bridged: int  # hand-frames filled inside short gaps
 
     def as_dict(self) -> dict[str, int]:
-        return {"dropped": self.dropped, "bridged": self.bridged}
+        return {"relabelled": self.relabelled, "dropped": self.dropped, "bridged": self.bridged}
 
 
 def clean_track(
@@ -31,9 +34,10 @@ def clean_track(
     a frame farther than that from both neighbours, which agree with each other, is a spike.
     Gaps of up to `max_gap` frames between valid frames are interpolated linearly."""
     track = _copy(track)
+    relabelled = _consistent_sides(track, jump, max_gap)
     dropped = sum(_drop_jumps(track, side, jump) for side in range(2))
     bridged = sum(_bridge_gaps(track, side, max_gap) for side in range(2))
-    return track, CleanupReport(dropped, bridged)
+    return track, CleanupReport(relabelled, dropped, bridged)
 
 
 def _copy(track: HandTrack) -> HandTrack:
@@ -53,11 +57,46 @@ def _per_frame_arrays(track: HandTrack) -> list[np.ndarray]:
     return arrays + [a for a in (track.vertices, track.scores) if a is not None]
 
 
-def _distance(track: HandTrack, side: int, a: int, b: int) -> float:
-    """Mean keypoint distance between frames a and b, in hand sizes."""
-    pa, pb = track.keypoints_px[a, side], track.keypoints_px[b, side]
+def _distance(track: HandTrack, side: int, a: int, b: int, side_b: int | None = None) -> float:
+    """Mean keypoint distance between frames a and b (of `side`, or `side_b` in frame b), in
+    hand sizes."""
+    pa = track.keypoints_px[a, side]
+    pb = track.keypoints_px[b, side if side_b is None else side_b]
     size = min(np.linalg.norm(np.ptp(pa, axis=0)), np.linalg.norm(np.ptp(pb, axis=0)))
     return float(np.linalg.norm(pa - pb, axis=1).mean() / max(size, 1.0))
+
+
+def _consistent_sides(track: HandTrack, jump: float, max_gap: int) -> int:
+    """Chain frames that show one hand moving continuously (gaps up to `max_gap`, steps under
+    `jump`); every chain takes the side its detections agree on most (by score)."""
+    alone = [
+        (t, int(np.argmax(track.valid[t])))
+        for t in range(track.frames)
+        if track.valid[t].sum() == 1
+    ]
+    chains: list[list[tuple[int, int]]] = []
+    for t, side in alone:
+        if chains:
+            last_t, last_side = chains[-1][-1]
+            both_between = track.valid[last_t + 1 : t].all(axis=1).any()
+            near = _distance(track, side, t, last_t, last_side) <= jump
+            if t - last_t <= max_gap + 1 and near and not both_between:
+                chains[-1].append((t, side))
+                continue
+        chains.append([(t, side)])
+    moved = 0
+    scores = track.scores if track.scores is not None else track.valid.astype(np.float32)
+    for chain in chains:
+        votes = np.zeros(2)
+        for t, side in chain:
+            votes[side] += max(float(np.nan_to_num(scores[t, side])), 1e-3)
+        winner = int(np.argmax(votes))
+        for t, side in chain:
+            if side != winner:
+                for array in [track.valid, *_per_frame_arrays(track)]:
+                    array[t, [side, winner]] = array[t, [winner, side]]
+                moved += 1
+    return moved
 
 
 def _drop_jumps(track: HandTrack, side: int, jump: float) -> int:

@@ -90,7 +90,13 @@ class MeshRenderer:
         self.renderer._renderer._program_cache = ShaderProgramCache(shader_dir=str(shader_dir))
         self.material = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0))
 
-    def render(self, vertices: HandVertices, faces: Faces, intrinsics: Intrinsics) -> np.ndarray:
+    def render(
+        self,
+        vertices: HandVertices,
+        faces: Faces,
+        intrinsics: Intrinsics,
+        colors: dict[str, tuple[float, float, float]] = HAND_COLORS,
+    ) -> np.ndarray:
         pyrender = self.pyrender
         k = intrinsics.scaled(self.width, self.height)
         left_faces, right_faces = faces if isinstance(faces, tuple) else (faces, faces)
@@ -114,7 +120,7 @@ class MeshRenderer:
             )
             scene.add(camera, pose=np.eye(4))
             for side, verts, side_faces in hands:
-                scene.add(self._mesh(verts, side_faces, HAND_COLORS[side]))
+                scene.add(self._mesh(verts, side_faces, colors[side]))
             color, _ = self.renderer.render(scene, flags=pyrender.RenderFlags.SKIP_CULL_FACES)
             out[index] = color[..., :3]
         return out
@@ -156,14 +162,16 @@ def render_mesh(
     intrinsics: Intrinsics,
     width: int,
     height: int,
+    colors: dict[str, tuple[float, float, float]] = HAND_COLORS,
 ) -> np.ndarray:
     """(F,H,W,3) uint8 hand meshes on black.
 
     `vertices_per_frame_side[f][s]` is a (V,3) array in the OpenCV camera frame for side s
     (0 left, 1 right), or None / NaN when that hand is absent. `faces` is one (T,3) array for
     both sides or a (left, right) pair. `intrinsics` may be for another size; it is rescaled.
+    `colors` (RGB 0..1 per side) defaults to the official ones.
     """
-    return mesh_renderer(width, height).render(vertices_per_frame_side, faces, intrinsics)
+    return mesh_renderer(width, height).render(vertices_per_frame_side, faces, intrinsics, colors)
 
 
 def render_skeleton(

@@ -85,6 +85,14 @@ class HandTrack:
             scores=None if self.scores is None else self.scores[idx],
         )
 
+    def rescaled(
+        self, scale_x: float, scale_y: float, offset_x: float = 0.0, offset_y: float = 0.0
+    ) -> HandTrack:
+        """The track with pixels mapped to a resized (and shifted: letterbox bars, crops) image
+        of the same camera; pixel centres stay centres. Camera-frame data are unchanged."""
+        scale, offset = np.array([scale_x, scale_y]), np.array([offset_x, offset_y])
+        return replace(self, keypoints_px=(self.keypoints_px + 0.5) * scale - 0.5 + offset)
+
     def to_npz(self) -> bytes:
         """`hands.npz` bytes (schema v1); MANO parameters go in as `mano_<name>` arrays.
 
