@@ -270,3 +270,42 @@ def test_kill_and_resume_loses_and_duplicates_nothing(rendered, tmp_path):
     for a, b in zip(resumed, samples, strict=True):
         assert np.allclose(a.camera, b.camera, atol=1e-5)
         assert a.meta["source_frames"] == b.meta["source_frames"]
+
+
+def test_smplx_body_carries_the_camera_at_the_eyes(rendered, tmp_path):
+    import pickle
+
+    import smplx
+    import torch
+
+    from dwm_data.trumans.camera import y_up_to_z_up
+
+    root, _, _ = rendered
+    model = mini.write_smplx_model(tmp_path / "SMPLX_MALE.npz")
+    samples = run_unit(
+        root / "release",
+        REC,
+        tmp_path / "scratch",
+        extra=["trumans.clip_stride=25"],
+        body="smplx",
+        smplx_model=str(model),
+    )
+    assert len(samples) == 1 and samples[0].meta["hands"]["backend"] == "smplx"
+    sample = samples[0]
+    fits = pickle.loads(
+        (root / "release" / "smplx_result" / f"{REC}_smplx_results.pkl").read_bytes()
+    )
+    frames = sample.meta["source_frames"]
+    layer = smplx.create(
+        str(model), model_type="smplx", use_pca=False, flat_hand_mean=True, batch_size=len(frames)
+    )
+    keys = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "transl")
+    with torch.no_grad():
+        out = layer(**{k: torch.from_numpy(fits[k][frames]) for k in keys})
+    eyes = y_up_to_z_up(out.joints[:, [23, 24]].numpy().mean(axis=1))
+    assert np.allclose(sample.camera[:, :3, 3], eyes, atol=1e-4)  # between the posed eyes
+    hands = np.asarray(
+        Image.open(FrameCache(tmp_path / "scratch").path("hand", f"{frames[0]:06d}"))
+    )
+    lit = hands.max(axis=-1) > 80
+    assert lit.sum() > 50 and (lit & (hands[..., 1] > hands[..., 0])).any()  # left hand seen
