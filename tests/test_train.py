@@ -219,3 +219,21 @@ def test_tiny_model_learns_from_imported_realworld_shards(shared_data, tmp_path,
         shutil.rmtree(later)
     resumed = train(shards, resumed_run, recipe, resume=True, progress=False)
     assert resumed.losses == full.losses[100:]
+
+
+def test_hand_and_prompt_dropout_zero_the_hand_and_empty_the_prompt(
+    shard_dir, model_cache, tmp_path
+):  # noqa: F811
+    from dwm_model.train import Trainer
+
+    recipe = load_recipe("tiny", ["train.hand_dropout=1.0", "train.prompt_dropout=1.0"])
+    trainer = Trainer(shards_of(shard_dir), tmp_path, recipe)
+    stage = video_decoder(FRAMES, WIDTH, HEIGHT)
+    batch = next(iter(make_loader([str(shards_of(shard_dir)[0])], stage, 2, train=False)))
+    latents = trainer.latents(batch)
+    assert latents["hand"].abs().max() == 0 and latents["static"].abs().max() > 0
+    empty = trainer.base.encode_prompts([""], 32)[0]
+    assert torch.equal(latents["prompt_embeds"][0], empty) and torch.equal(
+        latents["prompt_embeds"][1], empty
+    )
+    assert latents["video"].shape == (2, 3, 16, HEIGHT // 8, WIDTH // 8)
