@@ -164,7 +164,11 @@ class TasteBuilder(Builder):
         hand_video = self._render(estimate, video.width, video.height)
         static_frame, static_meta = frames[0], {"source_frame": source_frames[0], "clean": False}
         if self.options.clean_static:
-            cleaned = clean_static_frame(frames[0], estimate.track, 0)
+            silhouette = None
+            if self.style == "mesh":
+                first = self._render(estimate, detect_w, detect_h, frames=slice(0, 1))
+                silhouette = first[0].any(axis=-1)
+            cleaned = clean_static_frame(frames[0], estimate.track, 0, silhouette)
             static_frame = cleaned.frame
             static_meta = {
                 **static_meta,
@@ -189,12 +193,15 @@ class TasteBuilder(Builder):
             hands=track.to_npz(),
         )
 
-    def _render(self, estimate: Estimate, width: int, height: int) -> np.ndarray:
+    def _render(
+        self, estimate: Estimate, width: int, height: int, frames: slice = slice(None)
+    ) -> np.ndarray:
+        track = estimate.track.select(np.arange(estimate.track.frames)[frames])
         if self.style == "mesh":
             return render_mesh(
-                estimate.track.vertices, self.backend.faces, estimate.intrinsics, width, height
+                track.vertices, self.backend.faces, estimate.intrinsics, width, height
             )
-        return render_skeleton(estimate.track, estimate.intrinsics, width, height)
+        return render_skeleton(track, estimate.intrinsics, width, height)
 
     def _prompt(self, clip: Clip) -> str:
         if clip.is_taste:

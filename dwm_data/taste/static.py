@@ -47,11 +47,19 @@ def hand_mask(
     return mask.astype(bool)
 
 
-def clean_static_frame(frame: np.ndarray, track: HandTrack, index: int = 0) -> CleanResult:
-    """Frame `index` with its hands inpainted away (unchanged when it shows no hand)."""
+def clean_static_frame(
+    frame: np.ndarray, track: HandTrack, index: int = 0, silhouette: np.ndarray | None = None
+) -> CleanResult:
+    """Frame `index` with its hands inpainted away (unchanged when it shows no hand).
+    `silhouette` (H,W bool), the rendered hand meshes when there are any, widens the mask to
+    the whole hand where keypoints alone miss the palm's edge."""
     cv2 = require("cv2", "hands")
     height, width = frame.shape[:2]
     mask = hand_mask(track, index, width, height)
+    if silhouette is not None and silhouette.any():
+        grow = max(3, int(round(min(width, height) / 60)))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))
+        mask |= cv2.dilate(silhouette.astype(np.uint8), kernel).astype(bool)
     if not mask.any():
         return CleanResult(frame, 0, 0.0)
     radius = max(3, int(round(min(width, height) / 100)))
