@@ -49,6 +49,15 @@ def test_mesh_rescales_intrinsics_and_skips_missing_hands():
     assert video[1].max() == 0
 
 
+def test_mesh_partly_outside_the_image():
+    centre = np.array([0.27, 0.0, 0.5])  # about a third of the sphere beyond the right edge
+    image = render_mesh([[None, SPHERE.vertices + centre]], SPHERE.faces, K, 96, 64)[0]
+    ys, xs = np.nonzero(image.sum(-1))
+    assert xs.max() == 95 and 0 < len(xs) < 96 * 64
+    radius_px = K.fx * 0.05 / 0.5
+    assert xs.min() == pytest.approx(project(centre, K)[0] - radius_px, abs=1.5)
+
+
 def test_mesh_z_buffer_nearer_hand_wins():
     near = SPHERE.vertices + [0.0, 0.0, 0.6]
     far = SPHERE.vertices * 2 + [0.0, 0.0, 1.0]

@@ -1,0 +1,37 @@
+"""MediaPipe landmarks: placing metric landmarks in the camera, one hand per side, no hands."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dwm_data.cameras import Intrinsics, project
+from dwm_data.hands.landmarks import Detection, MediaPipeHands, _one_per_side, lift_to_camera
+
+K = Intrinsics.from_fov(720, 480, 60)
+
+
+def test_lift_to_camera_recovers_the_translation():
+    rng = np.random.default_rng(0)
+    world = rng.normal(0, 0.04, (21, 3))  # hand-centred, metres
+    truth = world + [0.1, -0.05, 0.6]
+    lifted = lift_to_camera(world, project(truth, K), K)
+    np.testing.assert_allclose(lifted, truth, atol=1e-9)
+
+
+def _det(side: int, score: float, x: float) -> Detection:
+    pixels = np.stack([np.linspace(x, x + 50, 21), np.linspace(100, 160, 21)], 1)
+    return Detection(side, score, pixels, np.zeros((21, 3)))
+
+
+def test_one_hand_per_side():
+    # two hands both called "right": the weaker one takes the free side
+    kept = _one_per_side([_det(1, 0.9, 100), _det(1, 0.6, 400)])
+    assert [(d.side, d.score) for d in kept] == [(0, 0.6), (1, 0.9)]
+    # the same hand reported twice: only the stronger stays
+    kept = _one_per_side([_det(1, 0.9, 100), _det(0, 0.7, 105)])
+    assert [(d.side, d.score) for d in kept] == [(1, 0.9)]
+
+
+def test_no_hands_in_a_blank_clip():
+    frames = np.full((2, 480, 720, 3), 128, np.uint8)
+    assert MediaPipeHands().detect(frames) == [[], []]
