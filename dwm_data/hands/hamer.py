@@ -72,13 +72,11 @@ def crop_for(frame: int, side: int, keypoints_px: np.ndarray) -> Crop:
 
 
 def crop_image(image: np.ndarray, crop: Crop) -> np.ndarray:
-    """The normalised (3,256,256) float32 patch HaMeR's backbone expects; left hands mirrored.
-    Anti-aliased with a Gaussian blur when shrinking by more than 1.1x, as HaMeR does."""
+    """The normalised (3,256,256) float32 RGB patch HaMeR's backbone expects; left hands
+    mirrored. Bilinear, without HaMeR's optional anti-alias blur (disabled in its release)."""
     import cv2
 
     scale = crop.size / IMAGE_SIZE
-    if scale > 1.1:
-        image = cv2.GaussianBlur(image, (0, 0), sigmaX=(scale - 1) / 2)
     # dst index i <-> src centre coordinate (cx - size/2) + (i + 0.5) * scale - 0.5
     x0, y0 = crop.center - crop.size / 2
     matrix = np.array(
