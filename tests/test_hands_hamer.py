@@ -195,3 +195,23 @@ def test_hamer_backend_without_files_fails_at_start(tmp_path):
         make_backend("hamer", hamer_dir=tmp_path)
     with pytest.raises(MissingAssetError, match="no --hamer-dir"):
         make_backend("hamer")
+
+
+def test_hamer_files_prefer_the_upgraded_weights(tmp_path):
+    from dwm_data.hands.hamer import hamer_files
+
+    data = tmp_path / "_DATA"
+    for name in (
+        "hamer_ckpts/checkpoints/hamer.ckpt",
+        "hamer_ckpts/model_config.yaml",
+        "data/mano/MANO_RIGHT.pkl",
+        "data/mano_mean_params.npz",
+    ):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_bytes(b"")
+    assert hamer_files(tmp_path)["checkpoint"].name == "hamer.ckpt"
+    (data / "hamer_ckpts/checkpoints/new_hamer_weights.ckpt").write_bytes(b"")
+    assert hamer_files(tmp_path)["checkpoint"].name == "new_hamer_weights.ckpt"
+    (data / "data/mano/MANO_RIGHT.pkl").unlink()
+    with pytest.raises(MissingAssetError, match="MANO_RIGHT.pkl"):
+        hamer_files(tmp_path)

@@ -178,9 +178,11 @@ def hamer_files(root: Path | str | None, checkpoint: Path | str | None = None) -
     ckpt_dir = data / "hamer_ckpts" / "checkpoints"
     if checkpoint is None:
         checkpoint = next((ckpt_dir / n for n in CHECKPOINTS if (ckpt_dir / n).is_file()), None)
+    checkpoint = Path(checkpoint) if checkpoint else ckpt_dir / CHECKPOINTS[1]
     files = {
-        "checkpoint": Path(checkpoint) if checkpoint else ckpt_dir / CHECKPOINTS[1],
-        "model_config": data / "hamer_ckpts" / "model_config.yaml",
+        "checkpoint": checkpoint,
+        # HaMeR's load_hamer reads the config two folders above the checkpoint
+        "model_config": checkpoint.parent.parent / "model_config.yaml",
         "mano_right": data / "data" / "mano" / "MANO_RIGHT.pkl",
         "mano_mean": data / "data" / "mano_mean_params.npz",
     }
