@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from dwm_data.builder import Builder, BuilderOptions, UnitContext, WorkUnit
 from dwm_data.cameras import Intrinsics
 from dwm_data.errors import DwmDataError, UnitError
-from dwm_data.hands.backend import BACKENDS, Estimate, HandBackend, estimate_hands, make_backend
+from dwm_data.hands.backend import Estimate, HandBackend, estimate_hands, make_backend
 from dwm_data.hands.render import render_mesh, render_skeleton
 from dwm_data.hands.track import HandTrack
 from dwm_data.sample import Sample, make_key, make_sample
@@ -70,8 +70,8 @@ class TasteBuilder(Builder):
         self.backend: HandBackend | None = None
         self.captions: dict | None = None
 
-    @property
     def style(self) -> str:
+        """The hand video style; an impossible style/backend pair fails before any work."""
         has_meshes = self.options.backend != "mediapipe"
         style = self.options.style or ("mesh" if has_meshes else "skeleton")
         if style == "mesh" and not has_meshes:
@@ -82,7 +82,7 @@ class TasteBuilder(Builder):
         return style
 
     def plan(self) -> list[WorkUnit]:
-        self.style  # noqa: B018 - an impossible style/backend pair fails before any work
+        self.style()
         self._check_backend_files()
         source = Path(self.options.source).resolve()
         data_root = Path(self.options.data_root).resolve() if self.options.data_root else None
@@ -113,14 +113,12 @@ class TasteBuilder(Builder):
         if self.options.captions:
             return Path(self.options.captions)
         source = Path(self.options.source)
-        roots = [source] if source.is_dir() else [Path(self.options.data_root or source.parent)]
-        for root in roots:
-            if is_taste_root(root) and (root / "captions.xlsx").is_file():
-                return root / "captions.xlsx"
+        root = source if source.is_dir() else Path(self.options.data_root or source.parent)
+        if is_taste_root(root) and (root / "captions.xlsx").is_file():
+            return root / "captions.xlsx"
         return None
 
     def setup(self) -> None:
-        assert self.options.backend in BACKENDS
         self.backend = make_backend(
             self.options.backend,
             mano_dir=self.options.mano_dir,
@@ -132,8 +130,6 @@ class TasteBuilder(Builder):
         self.captions = read_captions(path) if path is not None else {}
 
     def process(self, unit: WorkUnit, ctx: UnitContext) -> Iterable[Sample]:
-        if self.backend is None:
-            self.setup()
         clip = Clip.from_json(unit.payload["clip"])
         path = Path(clip.path)
         if not path.is_file():
@@ -165,7 +161,7 @@ class TasteBuilder(Builder):
         static_frame, static_meta = frames[0], {"source_frame": source_frames[0], "clean": False}
         if self.options.clean_static:
             silhouette = None
-            if self.style == "mesh":
+            if self.style() == "mesh":
                 first = self._render(estimate, detect_w, detect_h, frames=slice(0, 1))
                 silhouette = first[0].any(axis=-1)
             cleaned = clean_static_frame(frames[0], estimate.track, 0, silhouette)
@@ -197,7 +193,7 @@ class TasteBuilder(Builder):
         self, estimate: Estimate, width: int, height: int, frames: slice = slice(None)
     ) -> np.ndarray:
         track = estimate.track.select(np.arange(estimate.track.frames)[frames])
-        if self.style == "mesh":
+        if self.style() == "mesh":
             return render_mesh(
                 track.vertices, self.backend.faces, estimate.intrinsics, width, height
             )
@@ -271,7 +267,7 @@ class TasteBuilder(Builder):
             if hamer
             else f"assumed hfov {self.knobs.hfov_deg:g} deg",
             "hands": {
-                "representation": self.style,
+                "representation": self.style(),
                 "backend": self.options.backend,
                 "landmarks": "file" if self.options.hands_files else "mediapipe-0.10-legacy",
                 "frames_with_hands": found,
