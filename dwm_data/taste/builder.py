@@ -158,20 +158,8 @@ class TasteBuilder(Builder):
             )
         ctx.heartbeat("rendering hands")
         hand_video = self._render(estimate, video.width, video.height)
-        static_frame, static_meta = frames[0], {"source_frame": source_frames[0], "clean": False}
-        if self.options.clean_static:
-            silhouette = None
-            if self.style() == "mesh":
-                first = self._render(estimate, detect_w, detect_h, frames=slice(0, 1))
-                silhouette = first[0].any(axis=-1)
-            cleaned = clean_static_frame(frames[0], estimate.track, 0, silhouette)
-            static_frame = cleaned.frame
-            static_meta = {
-                **static_meta,
-                "clean": True,
-                "method": "telea-inpaint",
-                **cleaned.as_dict(),
-            }
+        static_frame, static_meta = self._static_frame(frames[0], estimate)
+        static_meta["source_frame"] = source_frames[0]
         out_frames = _resize(frames, video.width, video.height)
         static = np.repeat(
             _resize(static_frame[None], video.width, video.height), len(frames), axis=0
@@ -188,6 +176,17 @@ class TasteBuilder(Builder):
             self._meta(clip, source_frames, intrinsics, estimate, found, static_meta),
             hands=track.to_npz(),
         )
+
+    def _static_frame(self, first: np.ndarray, estimate: Estimate) -> tuple[np.ndarray, dict]:
+        """Frame 0, as the official data; with --clean-static, its hands inpainted away."""
+        if not self.options.clean_static:
+            return first, {"clean": False}
+        silhouette = None
+        if self.style() == "mesh":
+            height, width = first.shape[:2]
+            silhouette = self._render(estimate, width, height, frames=slice(0, 1))[0].any(axis=-1)
+        cleaned = clean_static_frame(first, estimate.track, 0, silhouette)
+        return cleaned.frame, {"clean": True, "method": "telea-inpaint", **cleaned.as_dict()}
 
     def _render(
         self, estimate: Estimate, width: int, height: int, frames: slice = slice(None)
