@@ -181,3 +181,26 @@ def test_backend_without_files_fails_at_start(tmp_path):
     assert not (tmp_path / "run" / "shards").exists() or not any(
         (tmp_path / "run" / "shards").iterdir()
     )
+
+
+def test_cli_records_failures_and_reports_missing_models(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    _clip(folder / "empty.mp4", frames=12)
+    (folder / "empty.txt").write_text("nothing happens")
+    cli = [sys.executable, "-m", "cli.main", "build-taste", str(folder)]
+    done = subprocess.run(
+        [*cli, str(tmp_path / "run"), "-r", "tiny", "-q"], capture_output=True, text=True
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "no hands found" in done.stdout
+    missing = subprocess.run(
+        [*cli, str(tmp_path / "run2"), "--hands", "mano-fit", "--mano-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip().count("\n") == 0 and "MANO_LEFT.pkl" in missing.stderr
