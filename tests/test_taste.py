@@ -183,6 +183,7 @@ def test_backend_without_files_fails_at_start(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_cli_records_failures_and_reports_missing_models(tmp_path):
     import subprocess
     import sys
