@@ -122,29 +122,50 @@ def iter_frames(source: Source, size: tuple[int, int] | None = None) -> Iterator
 
     `size` (width, height) scales with swscale's bicubic filter while converting to RGB.
     """
+    with _open(source) as container:
+        yield from _frames(container, source, size)
+
+
+def _frames(container, source: Source, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
     import av
 
+    if not container.streams.video:
+        raise VideoError(f"no video stream in {_name(source)}", "video-read")
     kwargs = {"width": size[0], "height": size[1], "interpolation": "BICUBIC"} if size else {}
-    with _open(source) as container:
-        if not container.streams.video:
-            raise VideoError(f"no video stream in {_name(source)}", "video-read")
-        try:
-            for frame in container.decode(video=0):
-                yield frame.to_ndarray(format="rgb24", **kwargs)
-        except av.FFmpegError as exc:
-            raise VideoError(f"corrupt video {_name(source)}: {exc}", "video-read") from exc
+    try:
+        for frame in container.decode(video=0):
+            yield frame.to_ndarray(format="rgb24", **kwargs)
+    except av.FFmpegError as exc:
+        raise VideoError(f"corrupt video {_name(source)}: {exc}", "video-read") from exc
 
 
 def decode(source: Source, expected_frames: int | None = None) -> np.ndarray:
-    """Decode a whole video to (F, H, W, 3) uint8, checking the count when one is expected."""
-    frames = list(iter_frames(source))
-    if not frames:
+    """Decode a whole video to (F, H, W, 3) uint8, checking the count when one is expected.
+
+    Frames go straight into one array sized from the header's count (no list, no stack copy):
+    each frame's temporary is freed at once and reused, which keeps reading at bare-PyAV speed.
+    """
+    with _open(source) as container:
+        header = container.streams.video[0].frames if container.streams.video else 0
+        out: np.ndarray | None = None
+        extra: list[np.ndarray] = []
+        count = 0
+        for array in _frames(container, source):
+            if out is None:
+                out = np.empty((max(header, 1), *array.shape), dtype=np.uint8)
+            if count < len(out):
+                out[count] = array
+            else:
+                extra.append(array)
+            count += 1
+    if out is None:
         raise VideoError(f"no frames decoded from {_name(source)}", "video-read")
-    if expected_frames is not None and len(frames) != expected_frames:
+    frames = np.concatenate([out, np.stack(extra)]) if extra else out[:count]
+    if expected_frames is not None and count != expected_frames:
         raise VideoError(
-            f"{_name(source)} has {len(frames)} frames, expected {expected_frames}", "video-frames"
+            f"{_name(source)} has {count} frames, expected {expected_frames}", "video-frames"
         )
-    return np.stack(frames)
+    return frames
 
 
 def encode(

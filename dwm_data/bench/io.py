@@ -43,7 +43,7 @@ def bare_decode(data: bytes) -> np.ndarray:
 def main(quick: bool = False) -> list[tuple[str, str]]:
     recipe = load_recipe("dwm")
     frames, width, height = (17, 320, 240) if quick else (recipe.video.frames, recipe.video.width, recipe.video.height)
-    count, repeats = (2, 3) if quick else (3, 5)
+    count, repeats = (2, 3) if quick else (3, 7)
     fps, codecs = recipe.video.rate, recipe.codecs.to_codecs()
     triplets = [synthetic_triplet(frames, width, height, seed=i) for i in range(count)]
     workdir = Path(tempfile.mkdtemp(prefix="dwm-bench-io-"))
