@@ -111,6 +111,10 @@ def test_real_clip_official_recipe(shared_data, tmp_path):
     assert on_skin > 0.6, f"only {on_skin:.0%} of the hand drawing lies on skin"
     assert skin(frames["video"])[~drawn].mean() < 0.1
     assert sample.meta["hands"]["representation"] == "skeleton"
+    from dwm_data.preview import write_preview
+
+    assert write_preview(tmp_path / "run", tmp_path / "preview.png") == [sample.key]
+    assert (tmp_path / "preview.png").stat().st_size > 10_000
 
 
 def test_real_clip_tiny_recipe(shared_data, tmp_path):
