@@ -62,7 +62,7 @@ def skin(frames: np.ndarray) -> np.ndarray:
 def test_captions_and_layout(tmp_path):
     write_captions(
         tmp_path / "captions.xlsx",
-        {"Single-Hand": [(7, "Dining", "wipe")], "Double-Hand": [(9, "office", "type")]},
+        {"Single-Hand": [(7, "Dining", "wipe")], "Double-Hand": [(9.0, "office", "type")]},
     )
     captions = read_captions(tmp_path / "captions.xlsx")
     assert captions[caption_key("SingleHand", "Dinning_1_to_9", "7")] == "wipe"

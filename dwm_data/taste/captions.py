@@ -12,12 +12,17 @@ from dwm_data.extras import require
 SHEETS = {"Single-Hand": "SingleHand", "Double-Hand": "DoubleHand"}
 _ALIASES = {"dinning": "dining"}
 
-CaptionKey = tuple[str, str, int]
+CaptionKey = tuple[str, str, int | str]
 
 
-def caption_key(subset: str, scene: str, clip_id: str | int) -> CaptionKey:
+def caption_key(subset: str, scene: str, clip_id: str | int | float) -> CaptionKey:
+    """Ids are numbers in the release (spreadsheets may store them as floats); a renamed clip
+    keeps its name (and finds no caption)."""
     prefix = str(scene).split("_")[0].strip().lower()
-    return subset, _ALIASES.get(prefix, prefix), int(clip_id)
+    if isinstance(clip_id, float) and clip_id.is_integer():
+        clip_id = int(clip_id)
+    text = str(clip_id).strip()
+    return subset, _ALIASES.get(prefix, prefix), int(text) if text.isdigit() else text
 
 
 def read_captions(path: Path) -> dict[CaptionKey, str]:
@@ -44,7 +49,7 @@ def read_captions(path: Path) -> dict[CaptionKey, str]:
                 clip_id, scene, caption = (row[at[n]] if at[n] < len(row) else None for n in at)
                 if clip_id is None or caption is None or not str(caption).strip():
                     continue
-                captions[caption_key(subset, str(scene), int(clip_id))] = str(caption).strip()
+                captions[caption_key(subset, str(scene), clip_id)] = str(caption).strip()
     finally:
         book.close()
     if not captions:
