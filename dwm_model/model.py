@@ -125,11 +125,14 @@ def rotary_embedding(
     )
 
 
-def predict(transformer, noisy, static, hand, prompt_embeds, timesteps, scaling: float):
-    """The model's v-prediction for [B, F, 16, h, w] noisy latents under the two conditions."""
+def predict(
+    transformer, noisy, static, hand, prompt_embeds, timesteps, scaling: float, runner=None
+):
+    """The model's v-prediction for [B, F, 16, h, w] noisy latents under the two conditions;
+    `runner` is a wrapper that runs the transformer (DistributedDataParallel)."""
     _, frames, _, height, width = noisy.shape
     rope = rotary_embedding(transformer, frames, height, width, noisy.device)
-    return transformer(
+    return (runner or transformer)(
         hidden_states=model_input(noisy, static, hand, scaling),
         encoder_hidden_states=prompt_embeds,
         timestep=timesteps,

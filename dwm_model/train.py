@@ -1,5 +1,9 @@
 """The LoRA trainer: v-prediction on [noisy | mask | static | hand] latents, as snuvclab/dwm.
 
+Several processes (torchrun: RANK, WORLD_SIZE, LOCAL_RANK) train one model with
+DistributedDataParallel; each rank streams its own resampled shards for the same number of batches,
+so uneven shards cannot leave one rank waiting in an all-reduce. Rank 0 writes the files.
+
 A run folder holds `checkpoints/step-N/` (the two official weight files, optimiser, LR schedule,
 data position and every RNG state, so `resume` continues bit for bit), `metrics.jsonl`,
 `tensorboard/`, and the final weights at its top level. All training randomness (timesteps,
@@ -12,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -63,7 +68,9 @@ class Trainer:
         check_geometry(video.frames, video.width, video.height)
         self.video, self.shards, self.out = video, shards, out
         cuda = torch.cuda.is_available()
-        self.device = "cuda" if cuda else "cpu"
+        self.rank, self.world = init_distributed(cuda)
+        self.device_type = "cuda" if cuda else "cpu"
+        self.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if cuda else "cpu"
         dtype = torch.bfloat16 if cuda and cfg.bf16 else torch.float32
         self.base_folder = resolve_base(cfg.base_model, video.width, video.height, video.frames)
         self.base = Base(self.base_folder, self.device, dtype)
@@ -83,6 +90,11 @@ class Trainer:
         if cfg.gradient_checkpointing:
             self.transformer.enable_gradient_checkpointing()
         self.transformer.train()
+        self.runner = None
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.runner = DistributedDataParallel(self.transformer, find_unused_parameters=True)
         self.optimizer = torch.optim.AdamW(
             self.params, lr=cfg.learning_rate, betas=cfg.betas, weight_decay=cfg.weight_decay
         )
@@ -94,7 +106,7 @@ class Trainer:
             num_warmup_steps=cfg.warmup_steps,
             num_training_steps=cfg.max_steps,
         )
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(cfg.seed + self.rank)
         self.position = Position()
         self._empty_prompt = None
 
@@ -174,7 +186,8 @@ class Trainer:
         noise = torch.randn(z0.shape, generator=self.generator).to(self.device)
         noisy = scheduler.add_noise(z0, noise, t)
         target = scheduler.get_velocity(z0, noise, t)
-        with torch.autocast(self.device, torch.bfloat16, enabled=self.base.dtype == torch.bfloat16):
+        bf16 = self.base.dtype == torch.bfloat16
+        with torch.autocast(self.device_type, torch.bfloat16, enabled=bf16):
             pred = predict(
                 self.transformer,
                 noisy.to(self.base.dtype),
@@ -183,6 +196,7 @@ class Trainer:
                 latents["prompt_embeds"],
                 t,
                 self.base.scaling_factor,
+                self.runner,
             )
         return torch.nn.functional.mse_loss(pred.float(), target.float())
 
@@ -198,6 +212,7 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
+        """Rank 0 writes the shared state, every rank its own RNG state, then rank 0 publishes."""
         import random
 
         import numpy as np
@@ -207,22 +222,27 @@ class Trainer:
 
         folder = self.out / CHECKPOINTS / f"step-{self.position.step:06d}"
         scratch = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(scratch, ignore_errors=True)
-        save_weights(self.transformer, scratch, self.adapter_record())
-        torch.save(self.optimizer.state_dict(), scratch / "optimizer.pt")
-        torch.save(self.lr_schedule.state_dict(), scratch / "lr_schedule.pt")
+        if self.rank == 0:
+            shutil.rmtree(scratch, ignore_errors=True)
+            save_weights(self.transformer, scratch, self.adapter_record())
+            torch.save(self.optimizer.state_dict(), scratch / "optimizer.pt")
+            torch.save(self.lr_schedule.state_dict(), scratch / "lr_schedule.pt")
+            (scratch / "position.json").write_text(json.dumps(self.position.__dict__))
+        barrier(self.world)
         rng = {
             "generator": self.generator.get_state(),
             "torch": torch.get_rng_state(),
             "numpy": np.random.get_state(),
             "python": random.getstate(),
         }
-        torch.save(rng, scratch / "rng.pt")
-        (scratch / "position.json").write_text(json.dumps(self.position.__dict__))
-        shutil.rmtree(folder, ignore_errors=True)
-        scratch.rename(folder)
-        for old in checkpoints(self.out)[: -self.cfg.keep_checkpoints]:
-            shutil.rmtree(old)
+        torch.save(rng, scratch / f"rng-{self.rank}.pt")
+        barrier(self.world)
+        if self.rank == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            scratch.rename(folder)
+            for old in checkpoints(self.out)[: -self.cfg.keep_checkpoints]:
+                shutil.rmtree(old)
+        barrier(self.world)
         return folder
 
     def load_checkpoint(self, folder: Path) -> None:
@@ -236,12 +256,27 @@ class Trainer:
         load_weights(self.transformer, folder)
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         self.lr_schedule.load_state_dict(torch.load(folder / "lr_schedule.pt", weights_only=True))
-        rng = torch.load(folder / "rng.pt", weights_only=False)
+        rng_file = folder / f"rng-{self.rank}.pt"
+        if not rng_file.is_file():
+            raise DwmDataError(
+                f"{folder} has no RNG state for rank {self.rank}: resume with the same world size"
+            )
+        rng = torch.load(rng_file, weights_only=False)
         self.generator.set_state(rng["generator"])
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
         self.position = Position(**json.loads((folder / "position.json").read_text()))
+
+    def log(self, metrics: _MetricsLog, board, record: dict[str, Any]) -> None:
+        """Every step to metrics.jsonl, every `log_every` steps to TensorBoard."""
+        pos = self.position
+        record = record | {"skipped": pos.skipped}
+        metrics.write(record)
+        if pos.step % self.cfg.log_every == 0 or pos.step == self.cfg.max_steps:
+            for name, value in record.items():
+                if name != "step":
+                    board.add_scalar(f"train/{name}", value, pos.step)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, progress: bool = True) -> TrainResult:
@@ -253,15 +288,18 @@ class Trainer:
 
         cfg, pos = self.cfg, self.position
         result = TrainResult(self.out, pos, cached=bool(self.cache))
-        metrics = _MetricsLog(self.out / METRICS, pos.step)
-        board = SummaryWriter(str(self.out / "tensorboard"), purge_step=pos.step + 1)
+        lead = self.rank == 0
+        metrics = _MetricsLog(self.out / METRICS, pos.step) if lead else None
+        board = (
+            SummaryWriter(str(self.out / "tensorboard"), purge_step=pos.step + 1) if lead else None
+        )
         stream = self.batches()
         columns = (
             *Progress.get_default_columns(),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, disable=not progress) as bar:
+        with Progress(*columns, disable=not (progress and lead)) as bar:
             task = bar.add_task("train", total=cfg.max_steps, completed=pos.step, info="")
             while pos.step < cfg.max_steps:
                 data_s = model_s = 0.0
@@ -304,21 +342,52 @@ class Trainer:
                     "data_s": data_s,
                     "model_s": model_s,
                 }
-                metrics.write(record | {"skipped": pos.skipped})
-                if pos.step % cfg.log_every == 0 or pos.step == cfg.max_steps:
-                    for name, value in record.items():
-                        if name != "step":
-                            board.add_scalar(f"train/{name}", value, pos.step)
-                    board.add_scalar("train/skipped", pos.skipped, pos.step)
+                if lead:
+                    self.log(metrics, board, record)
                 step_s = data_s + model_s
                 rate = cfg.batch_size * cfg.gradient_accumulation / max(step_s, 1e-9)
                 info = f"loss {total:.4f}  {step_s:.2f} s/step  {rate:.1f} samples/s"
                 bar.update(task, completed=pos.step, info=info)
                 if pos.step % cfg.checkpoint_every == 0 or pos.step == cfg.max_steps:
                     self.save_checkpoint()
-        board.close()
-        save_weights(self.transformer, self.out, self.adapter_record())
+        if lead:
+            board.close()
+            save_weights(self.transformer, self.out, self.adapter_record())
+        barrier(self.world)
         return result
+
+
+def init_distributed(cuda: bool) -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment, joining the process group when > 1."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        if cuda:
+            import torch
+
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return int(os.environ.get("RANK", "0")), world
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_finite(loss, world: int) -> bool:
+    """Whether every rank's loss is finite; all ranks stop together rather than one hanging."""
+    import torch
+
+    finite = torch.isfinite(loss.detach()).float().reshape(1)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
 
 
 class _MetricsLog:
@@ -356,5 +425,6 @@ def train(
         trainer.load_checkpoint(found[-1])
     elif checkpoints(out):
         raise DwmDataError(f"{out} already holds checkpoints; pass --resume or another folder")
-    (out / "recipe.json").write_text(json.dumps(recipe.dump(), indent=2))
+    if trainer.rank == 0:
+        (out / "recipe.json").write_text(json.dumps(recipe.dump(), indent=2))
     return trainer.run(progress)

@@ -1,5 +1,6 @@
 """The shard loader, the latent cache and the training loop on the tiny model."""
 
+# ruff: noqa: F811 (fixtures imported from test_model are parameters here)
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ SHORT = [
 
 
 @pytest.fixture
-def model_cache(tmp_path_factory, monkeypatch, tiny_base):  # noqa: F811
+def model_cache(tmp_path_factory, monkeypatch, tiny_base):
     """$DWM_MODEL_CACHE holding the tiny base model `base_model: tiny` resolves to."""
     root = tmp_path_factory.getbasetemp() / "model-cache"
     target = root / f"tiny-{WIDTH}x{HEIGHT}x{FRAMES}"
@@ -38,7 +39,7 @@ def shards_of(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.tar"))
 
 
-def test_loader_gives_videos_in_minus_one_one_and_every_sample_once(shard_dir):  # noqa: F811
+def test_loader_gives_videos_in_minus_one_one_and_every_sample_once(shard_dir):
     stage = video_decoder(FRAMES, WIDTH, HEIGHT)
     urls = [str(p) for p in shards_of(shard_dir)]
     batches = list(make_loader(urls, stage, 2, train=False))
@@ -68,7 +69,7 @@ def test_broken_samples_are_skipped_and_counted(tmp_path):
     assert sum(b["skipped"] for b in loader) >= 2
 
 
-def test_samples_of_another_geometry_are_skipped(shard_dir):  # noqa: F811
+def test_samples_of_another_geometry_are_skipped(shard_dir):
     stage = video_decoder(FRAMES, 96, 64)
     batches = list(make_loader([str(p) for p in shards_of(shard_dir)], stage, 1, train=False))
     assert batches == []
@@ -91,7 +92,7 @@ def test_uneven_shards_give_every_rank_the_same_number_of_batches(tmp_path, monk
     assert seen[0] != seen[1]  # ranks draw their own shards
 
 
-def test_training_loader_is_deterministic_per_seed(shard_dir):  # noqa: F811
+def test_training_loader_is_deterministic_per_seed(shard_dir):
     def keys(seed):
         stage = video_decoder(FRAMES, WIDTH, HEIGHT)
         urls = [str(p) for p in shards_of(shard_dir)]
@@ -103,7 +104,7 @@ def test_training_loader_is_deterministic_per_seed(shard_dir):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_train_resume_continues_exactly(shard_dir, model_cache, tmp_path):  # noqa: F811
+def test_train_resume_continues_exactly(shard_dir, model_cache, tmp_path):
     recipe = load_recipe("tiny", SHORT)
     run = tmp_path / "run"
     full = train(shards_of(shard_dir), run, recipe, progress=False)
@@ -114,7 +115,7 @@ def test_train_resume_continues_exactly(shard_dir, model_cache, tmp_path):  # no
         "pytorch_lora_weights.safetensors",
         "non_lora_weights.safetensors",
         "optimizer.pt",
-        "rng.pt",
+        "rng-0.pt",
     ):
         assert (run / "checkpoints" / "step-000003" / name).is_file()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
@@ -131,19 +132,19 @@ def test_train_resume_continues_exactly(shard_dir, model_cache, tmp_path):  # no
         train(shards_of(shard_dir), run, recipe, progress=False)
 
 
-def test_non_finite_loss_stops_with_step_and_keys(shard_dir, model_cache, tmp_path):  # noqa: F811
+def test_non_finite_loss_stops_with_step_and_keys(shard_dir, model_cache, tmp_path):
     recipe = load_recipe("tiny", [*SHORT, "train.learning_rate=1e30", "train.warmup_steps=0"])
     with pytest.raises(NonFiniteLoss, match=r"at step \d+; batch keys: syn-\d{4}"):
         train(shards_of(shard_dir), tmp_path / "run", recipe, progress=False)
 
 
-def test_frame_counts_not_4k_plus_1_are_refused_before_loading(shard_dir, tmp_path):  # noqa: F811
+def test_frame_counts_not_4k_plus_1_are_refused_before_loading(shard_dir, tmp_path):
     recipe = load_recipe("tiny", ["video.frames=8"])
     with pytest.raises(DwmDataError, match="4k\\+1"):
         train(shards_of(shard_dir), tmp_path / "run", recipe, progress=False)
 
 
-def test_missing_base_model_folder_is_a_clear_error(shard_dir, tmp_path):  # noqa: F811
+def test_missing_base_model_folder_is_a_clear_error(shard_dir, tmp_path):
     from dwm_data.errors import MissingAssetError
 
     recipe = load_recipe("tiny", [f"train.base_model={tmp_path / 'CogVideoX-Fun-V1.1-5b-InP'}"])
@@ -152,7 +153,7 @@ def test_missing_base_model_folder_is_a_clear_error(shard_dir, tmp_path):  # noq
 
 
 @pytest.mark.slow
-def test_latent_cache_is_written_once_and_used_by_training(shard_dir, model_cache, tmp_path):  # noqa: F811
+def test_latent_cache_is_written_once_and_used_by_training(shard_dir, model_cache, tmp_path):
     from safetensors.torch import load
 
     from dwm_model.base import Base
@@ -223,7 +224,7 @@ def test_tiny_model_learns_from_imported_realworld_shards(shared_data, tmp_path,
 
 def test_hand_and_prompt_dropout_zero_the_hand_and_empty_the_prompt(
     shard_dir, model_cache, tmp_path
-):  # noqa: F811
+):
     from dwm_model.train import Trainer
 
     recipe = load_recipe("tiny", ["train.hand_dropout=1.0", "train.prompt_dropout=1.0"])
