@@ -44,6 +44,7 @@ class Base:
     def __init__(self, folder: Path, device: str = "cpu", dtype: Any = None):
         torch = require("torch", "train")
         check_base_folder(folder)
+        _quiet_loading()
         self.folder = folder
         self.device = torch.device(device)
         self.dtype = dtype or torch.float32
@@ -120,6 +121,12 @@ class Base:
         with torch.no_grad():
             scaled = latents.permute(0, 2, 1, 3, 4).to(torch.float32) / self.scaling_factor
             return self.vae.decode(scaled).sample.clamp(-1, 1)
+
+
+def _quiet_loading() -> None:
+    """Our progress bar is the one that matters; the libraries' per-load bars only add noise."""
+    require("diffusers", "train").utils.logging.disable_progress_bar()
+    require("transformers", "train").utils.logging.disable_progress_bar()
 
 
 def latents_from_moments(moments, scaling: float, generator=None, mode: bool = False):
