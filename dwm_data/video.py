@@ -178,7 +178,8 @@ def encode(
 def encode_with_info(
     frames: np.ndarray | Sequence[np.ndarray], fps: Fraction | int | str, codec: Codec
 ) -> tuple[bytes, VideoInfo]:
-    """`encode`, also returning the probe of what was written (so callers need not probe again)."""
+    """`encode`, also returning what was written, from the packets actually muxed (so neither we
+    nor the caller need to demux the result again to count its frames)."""
     import av
 
     if len(frames) == 0:
@@ -187,6 +188,7 @@ def encode_with_info(
     check_size(width, height)
     rate = Fraction(fps)
     buffer = io.BytesIO()
+    muxed = 0
     try:
         with av.open(buffer, "w", format="mp4") as container:
             stream = container.add_stream(codec.name, rate=rate)
@@ -198,14 +200,20 @@ def encode_with_info(
                         f"frame of shape {array.shape} {array.dtype}, expected ({height}, {width}, 3) uint8",
                         "video-write",
                     )
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
-            container.mux(stream.encode(None))  # flush the look-ahead, or frames are lost
+                packets = stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24"))
+                muxed += len(packets)
+                container.mux(packets)
+            packets = stream.encode(None)  # flush the look-ahead, or frames are lost
+            muxed += len(packets)
+            container.mux(packets)
+            info = VideoInfo(
+                muxed, width, height, rate, stream.codec_context.codec.canonical_name, codec.pix_fmt
+            )
     except av.FFmpegError as exc:
         raise VideoError(
             f"encoding failed ({codec.name} {codec.pix_fmt}): {exc}", "video-write"
         ) from exc
     data = buffer.getvalue()
-    info = probe(data)
     if info.frames != len(frames):
         raise VideoError(f"encoder wrote {info.frames} of {len(frames)} frames", "video-write")
     return data, info
