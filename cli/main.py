@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from cli import dataset, runs, taste, train
+from cli import dataset, runs, taste, train, trumans
 
 app = typer.Typer(
     name="dwm-data",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 
 app.command("import-dwm", rich_help_panel="Build")(dataset.import_dwm)
+app.command("render-trumans", rich_help_panel="Build")(trumans.render_trumans)
 app.command("build-taste", rich_help_panel="Build")(taste.build_taste)
 app.command("export-dwm", rich_help_panel="Inspect and convert")(dataset.export_dwm)
 app.command("inspect", rich_help_panel="Inspect and convert")(dataset.inspect)

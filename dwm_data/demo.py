@@ -15,6 +15,7 @@ from typing import Any
 
 DEMO_STAGES: dict[str, str] = {
     "import-dwm": "dwm_data.demo:layout_stage",
+    "render-trumans": "dwm_data.trumans.mini:demo_stage",
     "build-taste": "dwm_data.taste.demo:taste_stage",
 }
 DEMO_CONSUMERS: dict[str, str] = {

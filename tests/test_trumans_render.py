@@ -309,3 +309,27 @@ def test_smplx_body_carries_the_camera_at_the_eyes(rendered, tmp_path):
     )
     lit = hands.max(axis=-1) > 80
     assert lit.sum() > 50 and (lit & (hands[..., 1] > hands[..., 0])).any()  # left hand seen
+
+
+def test_command_runs_units_in_workers_and_records_failures(rendered, tmp_path):
+    root, _, _ = rendered
+    split = tmp_path / "split.txt"  # an official-style list naming a recording the scene lacks
+    split.write_text(
+        f"trumans/ego_render_fov90/{mini.SCENE}/2023-09-09@09-09-09/videos/00000.mp4\n"
+    )
+    out = tmp_path / "run"
+    command = [
+        str(Path(sys.executable).with_name("dwm-data")),
+        "render-trumans",
+        str(root / "release"),
+        str(out),
+        "--recipe",
+        "tiny",
+        "--split",
+        str(split),
+        "--quiet",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "0 done, 1 failed" in result.stdout
+    assert "[animation-sets] recording 2023-09-09@09-09-09 is not in scene" in result.stdout

@@ -25,13 +25,17 @@ HIDDEN_COLLECTION = "AugmentAreaCollection"  # hidden from render by the officia
 ROOT_BONE = "CC_Base_Hip"
 
 
-def _bpy() -> Any:
+def import_bpy() -> Any:
+    """`bpy`, also in a process spawned by one that had imported it: such a child inherits the
+    paths bpy added (its `scripts/modules` holds a `bpy` package that then shadows the real one)."""
+    if "bpy" not in sys.modules:
+        sys.path[:] = [p for p in sys.path if f"{os.sep}bpy{os.sep}" not in p]
     return require("bpy", "render")
 
 
 def open_blend(path: Path) -> Any:
     """Load a `.blend` as the current file and return its scene."""
-    bpy = _bpy()
+    bpy = import_bpy()
     path = Path(path)
     if not path.is_file():
         raise MissingAssetError(
@@ -67,7 +71,7 @@ def animation_sets(path: Path) -> dict[str, dict[str, str]]:
 
 def find_armature(scene: Any) -> Any:
     """The CC armature: named in hsi_properties, else the armature that has `CC_Base_Hip`."""
-    bpy = _bpy()
+    bpy = import_bpy()
     props = scene.get("hsi_properties")
     name = props.get("name_armature_CC") if props is not None else None
     if name and name in bpy.data.objects:
@@ -99,7 +103,7 @@ class Recording:
 
 def apply_recording(scene: Any, recording: str) -> Recording:
     """Apply the animation set of `recording` and set the frame range like the add-on does."""
-    bpy = _bpy()
+    bpy = import_bpy()
     sets = read_animation_sets(scene)
     entry = sets.get(f"{recording}.pkl", sets.get(recording))
     if entry is None:
@@ -133,7 +137,7 @@ def set_hidden(objects: Iterable[Any], hidden: bool) -> None:
 
 def object_poses(scene: Any, names: Sequence[str], frames: Sequence[int]) -> dict[str, np.ndarray]:
     """World matrices (len(frames), 4, 4) of the named objects, evaluated through Blender."""
-    bpy = _bpy()
+    bpy = import_bpy()
     poses = {name: np.empty((len(frames), 4, 4)) for name in names}
     for row, frame in enumerate(frames):
         scene.frame_set(frame)
@@ -146,7 +150,7 @@ def configure_cycles(
     scene: Any, width: int, height: int, samples: int, denoise: bool, threads: int
 ) -> str:
     """The official interaction settings; returns the device used (OptiX, CUDA, else CPU)."""
-    bpy = _bpy()
+    bpy = import_bpy()
     scene.render.engine = "CYCLES"
     scene.render.resolution_x, scene.render.resolution_y = width, height
     scene.render.resolution_percentage = 100
@@ -186,7 +190,7 @@ def _gpu_device(bpy: Any) -> str:
 
 def render_still(scene: Any, path: Path) -> None:
     """Render the current frame to a PNG at `path`."""
-    bpy = _bpy()
+    bpy = import_bpy()
     scene.render.filepath = str(path)
     with _quiet_stdout():
         bpy.ops.render.render(write_still=True)

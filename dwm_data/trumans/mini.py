@@ -99,8 +99,9 @@ def write_release(root: Path, frames: int = 100) -> MiniRelease:
     The first recording opens the drawer; in the second nothing but the avatar moves, so the
     `interaction` clip policy keeps none of its windows.
     """
-    import bpy
+    from dwm_data.trumans.blend import import_bpy
 
+    bpy = import_bpy()
     root = Path(root)
     release = MiniRelease(root, SCENE, RECORDINGS)
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -486,3 +487,9 @@ def _write_smplx_result(root: Path, rec: str, frames: int) -> None:
     path = root / "smplx_result" / f"{rec}_smplx_results.pkl"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(result))
+
+
+def demo_stage(workdir: Path, recipe_name: str) -> tuple[str, dict]:
+    """`dwm-data demo`: render the mini release's recording whose drawer opens."""
+    release = write_release(Path(workdir))
+    return "render-trumans", {"root": str(release.root), "recordings": [RECORDINGS[0]]}

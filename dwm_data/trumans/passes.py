@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from dwm_data.cameras import Intrinsics, opencv_to_blender, world_to_camera
+from dwm_data.errors import MissingAssetError, UnitError
 from dwm_data.trumans import blend, schedule
 from dwm_data.trumans.bodies import (
     BlendBody,
@@ -84,6 +85,12 @@ def render_recording(
         scene, settings.width, settings.height, settings.samples, settings.denoise, settings.threads
     )
     windows = schedule.clips(rec.first, rec.last, settings.skip, settings.length, settings.stride)
+    if not windows:
+        raise UnitError(
+            "clips",
+            f"frames {rec.first}..{rec.last} give no {settings.length}-frame clip "
+            f"at every {settings.skip}th frame",
+        )
     stepped = schedule.stepped_frames(rec.first, rec.last, settings.skip)
     poses = blend.object_poses(scene, rec.objects, stepped)
     moving = {clip.index: schedule.moving_objects(poses, stepped, clip) for clip in windows}
@@ -139,8 +146,6 @@ def _make_body(
     if settings.body == "blend":
         return BlendBody(rec, settings.intrinsics)
     fits = load_fits(smplx_result_path(root, recording.name))
-    from dwm_data.errors import MissingAssetError
-
     if settings.smplx_model is None:
         raise MissingAssetError(
             "SMPL-X model",
