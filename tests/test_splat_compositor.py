@@ -39,6 +39,22 @@ def test_matches_brute_force_reference():
     assert torch.allclose(alpha, ref_alpha, atol=1e-5, rtol=0)
 
 
+def test_opaque_stack_stops_early_like_cuda():
+    """Behind nearly opaque layers the CUDA kernel stops at T <= 1e-4; so must we, exactly."""
+    means2d, conics, opacities, colors, depths, radii, width, height = projected(count=40, seed=4)
+    means2d[:, :20] = torch.tensor([width / 2, height / 2], dtype=torch.float64)
+    conics[:, :20] = torch.tensor([0.002, 0.0, 0.002], dtype=torch.float64)  # wide, flat
+    radii[:, :20] = 60
+    opacities[:20] = 0.97
+    image, alpha = composite(means2d, conics, opacities, colors, depths, radii, width, height)
+    ref_image, ref_alpha = reference_composite(
+        means2d, conics, opacities, colors, depths, radii, width, height
+    )
+    assert (1 - alpha).min() < 1e-3  # some pixels did reach the stop
+    assert torch.allclose(image, ref_image, atol=1e-5, rtol=0)
+    assert torch.allclose(alpha, ref_alpha, atol=1e-5, rtol=0)
+
+
 def test_float32_inputs_match_reference():
     args = [
         a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in projected(seed=3)

@@ -64,3 +64,40 @@ def scene_scale(cam_centres: np.ndarray) -> float:
     """How far the cameras spread (gsplat's rule: max distance from their mean x 1.1)."""
     centre = cam_centres.mean(axis=0)
     return float(np.linalg.norm(cam_centres - centre, axis=1).max() * 1.1)
+
+
+def colors_from_views(
+    points: np.ndarray,
+    images: np.ndarray,
+    viewmats: np.ndarray,
+    Ks: np.ndarray,
+    masks: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Mean colour of each point over the views that see it (no occlusion test), or None.
+
+    SLAM points carry no colour; seeding the splat with the colours the points project onto
+    saves most of the early steps, which matters at CPU speeds.
+    """
+    count = len(points)
+    total, seen = np.zeros((count, 3)), np.zeros(count)
+    height, width = images.shape[1:3]
+    for index in range(len(images)):
+        cam = points @ viewmats[index, :3, :3].T + viewmats[index, :3, 3]
+        z = cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = cam[:, :2] / z[:, None] @ Ks[index, :2, :2].T + Ks[index, :2, 2]  # gsplat K
+        px = np.floor(uv).astype(np.int64)
+        ok = (
+            (z > 1e-3)
+            & (px[:, 0] >= 0)
+            & (px[:, 0] < width)
+            & (px[:, 1] >= 0)
+            & (px[:, 1] < height)
+        )
+        if masks is not None:
+            ok[ok] &= masks[index][px[ok, 1], px[ok, 0]]
+        total[ok] += images[index][px[ok, 1], px[ok, 0]]
+        seen[ok] += 1
+    if not seen.any():
+        return None
+    return np.where(seen[:, None] > 0, total / np.maximum(seen, 1)[:, None], 0.5)

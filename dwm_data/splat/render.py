@@ -51,12 +51,16 @@ def render(
     height: int,
     background: torch.Tensor | None = None,
     sh_degree: int | None = None,
+    camera_model: str = "pinhole",
 ) -> Rendered:
-    """Render C views. viewmats [C,4,4] world->camera (OpenCV axes), Ks [C,3,3] from `gsplat_K`."""
+    """Render C views. viewmats [C,4,4] world->camera (OpenCV axes), Ks [C,3,3] from `gsplat_K`.
+
+    `camera_model` "fisheye" is gsplat's equidistant model (r = f * theta), which is Aria's
+    FISHEYE624 with zero distortion coefficients; generated captures are rendered with it.
+    """
     degree = sh_degree_of(params) if sh_degree is None else sh_degree
-    if params["means"].is_cuda:
-        return _render_cuda(params, viewmats, Ks, width, height, background, degree)
-    return _render_cpu(params, viewmats, Ks, width, height, background, degree)
+    args = (params, viewmats, Ks, width, height, background, degree, camera_model)
+    return _render_cuda(*args) if params["means"].is_cuda else _render_cpu(*args)
 
 
 def _coefficients(params: Params) -> torch.Tensor:
@@ -64,7 +68,7 @@ def _coefficients(params: Params) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def _render_cuda(params, viewmats, Ks, width, height, background, degree) -> Rendered:
+def _render_cuda(params, viewmats, Ks, width, height, background, degree, camera_model) -> Rendered:
     gsplat = require("gsplat", "aria")
     backgrounds = None if background is None else background.expand(len(viewmats), -1)
     colors, alphas, info = gsplat.rasterization(
@@ -80,11 +84,12 @@ def _render_cuda(params, viewmats, Ks, width, height, background, degree) -> Ren
         sh_degree=degree,
         packed=False,
         backgrounds=backgrounds,
+        camera_model=camera_model,
     )
     return Rendered(colors, alphas, info)
 
 
-def _render_cpu(params, viewmats, Ks, width, height, background, degree) -> Rendered:
+def _render_cpu(params, viewmats, Ks, width, height, background, degree, camera_model) -> Rendered:
     require("gsplat", "aria")
     from gsplat.cuda._torch_impl import (
         _fully_fused_projection,
@@ -99,7 +104,7 @@ def _render_cpu(params, viewmats, Ks, width, height, background, degree) -> Rend
         params["quats"], torch.exp(params["scales"]), compute_preci=False
     )
     radii, means2d, depths, conics, _ = _fully_fused_projection(
-        means, covars, viewmats, Ks, width, height
+        means, covars, viewmats, Ks, width, height, camera_model=camera_model
     )
     cam_centres = torch.linalg.inv(viewmats)[:, :3, 3]
     dirs = means[None] - cam_centres[:, None]

@@ -8,9 +8,10 @@ The loop follows gsplat's `simple_trainer` (Adam per parameter group, means LR d
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from dwm_data.extras import require
-from dwm_data.splat.model import init_params, scene_scale
+from dwm_data.splat.model import colors_from_views, init_params, scene_scale
 from dwm_data.splat.render import Params, render
 
 
@@ -42,7 +43,14 @@ class SplatConfig(BaseModel):
     reset_every: int = 3000
     grow_grad2d: float = 2e-4
     prune_opa: float = 0.005
+    # Stop densifying once there are this many Gaussians (None: gsplat's schedule alone). Each
+    # step costs in proportion to the Gaussians' pixel footprint, so a CPU run needs a budget.
+    max_gaussians: int | None = None
     seed: int = 0
+    # torch intra-op threads while training/rendering. Runs parallelise over worker processes;
+    # more threads on top oversubscribe the cores (10x slower per step measured on a busy
+    # 2-core machine), and the per-step tensors are too small to gain much from them anyway.
+    threads: int = 1
 
 
 @dataclass
@@ -70,6 +78,16 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_splat(
     views: Views,
     points: np.ndarray,
@@ -79,12 +97,32 @@ def train_splat(
 ) -> Params:
     """Fit Gaussians initialised at `points` to the views; returns detached parameters (CPU).
 
+    Without `colors`, points take the colours they project onto in the views.
     `progress(step, loss, gaussians)` is called every 100 steps (heartbeats, progress bars).
     """
+    with torch_threads(config.threads):
+        return _train(views, points, colors, config, progress)
+
+
+def _train(
+    views: Views,
+    points: np.ndarray,
+    colors: np.ndarray | None,
+    config: SplatConfig,
+    progress: Callable[[int, float, int], None] | None,
+) -> Params:
     require("gsplat", "aria")
     from gsplat.strategy import DefaultStrategy
     from gsplat.strategy.ops import reset_opa
 
+    if colors is None:
+        colors = colors_from_views(
+            points,
+            views.images.numpy(),
+            views.viewmats.double().numpy(),
+            views.Ks.double().numpy(),
+            None if views.masks is None else views.masks.numpy(),
+        )
     dev = device()
     torch.manual_seed(config.seed)
     views = views.to(dev)
@@ -140,7 +178,13 @@ def train_splat(
             opt.zero_grad(set_to_none=True)
         decay.step()
         strategy.step_post_backward(params, optimizers, state, step, out.info, packed=False)
-        if reset_ourselves and 0 < step < config.refine_stop and step % config.reset_every == 0:
+        if config.max_gaussians and len(params["means"]) >= config.max_gaussians:
+            strategy.refine_stop_iter = min(strategy.refine_stop_iter, step)
+        if (
+            reset_ourselves
+            and 0 < step < strategy.refine_stop_iter
+            and step % config.reset_every == 0
+        ):
             reset_opa(params, optimizers, state, value=config.prune_opa * 2.0)
         if progress is not None and step % 100 == 0:
             progress(step, loss.item(), len(params["means"]))
@@ -173,15 +217,29 @@ def psnr(image: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = 
 
 @torch.no_grad()
 def render_views(
-    params: Params, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int
+    params: Params,
+    viewmats: torch.Tensor,
+    Ks: torch.Tensor,
+    width: int,
+    height: int,
+    camera_model: str = "pinhole",
+    threads: int = 1,
 ) -> torch.Tensor:
     """[C,H,W,3] float images in [0,1], one view at a time to bound memory."""
     dev = device()
     on = {k: v.to(dev) for k, v in params.items()}
-    frames = [
-        render(on, viewmats[i : i + 1].to(dev), Ks[i : i + 1].to(dev), width, height).colors[0]
-        for i in range(len(viewmats))
-    ]
+    with torch_threads(threads):
+        frames = [
+            render(
+                on,
+                viewmats[i : i + 1].to(dev),
+                Ks[i : i + 1].to(dev),
+                width,
+                height,
+                camera_model=camera_model,
+            ).colors[0]
+            for i in range(len(viewmats))
+        ]
     return torch.stack(frames).clamp(0, 1).cpu()
 
 

@@ -1,0 +1,148 @@
+"""aria-capture end to end on generated captures, and its bad-input failures."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("projectaria_tools")
+torch = pytest.importorskip("torch")
+
+from dwm_data.aria.synthetic import GROUND_TRUTH, SyntheticSpec, write_synthetic_capture  # noqa: E402
+from dwm_data.builder import UnitContext, make_builder  # noqa: E402
+from dwm_data.errors import UnitError  # noqa: E402
+
+# Tiny and quick: enough to reach every failure, too coarse to score a reconstruction.
+ROUGH = SyntheticSpec(
+    sensor=48, explore_seconds=1.5, interact_seconds=1.2, surfel_step=0.2, points=300
+)
+
+
+@pytest.fixture(scope="module")
+def rough_capture(tmp_path_factory) -> Path:
+    return write_synthetic_capture(tmp_path_factory.mktemp("aria") / "rough", ROUGH)
+
+
+def _process(capture: Path, recipe, tmp_path: Path, **options):
+    import logging
+
+    builder = make_builder("aria-capture", recipe, {"capture": str(capture), **options})
+    (unit,) = builder.plan()
+    ctx = UnitContext(tmp_path / "scratch", logging.getLogger("test"))
+    return list(builder.process(unit, ctx))
+
+
+def _copy(capture: Path, tmp_path: Path) -> Path:
+    target = tmp_path / capture.name
+    shutil.copytree(capture, target)
+    return target
+
+
+def test_generated_capture_has_the_real_formats(rough_capture):
+    """The generated MPS files read through projectaria-tools' own readers."""
+    from dwm_data.aria.capture import find_capture, read_points
+    from dwm_data.aria.hands import HandTracking
+    from dwm_data.aria.trajectory import Trajectory
+
+    files = find_capture(rough_capture)
+    recording = files.open_recording()
+    times = recording.timestamps_ns()
+    assert len(times) == round(ROUGH.rgb_fps * (ROUGH.explore_seconds + ROUGH.interact_seconds))
+    assert recording.frame(0).shape == (48, 48, 3)
+    assert str(recording.calibration().get_model_name()).endswith("FISHEYE624")
+    assert Trajectory.read(files.trajectory).covers(times)
+    assert len(read_points(files.points, 1e-3, 5e-2)) == ROUGH.points
+    hands = HandTracking.read(files.hand_tracking)
+    assert hands.valid[:, 1].all() and not hands.valid[:, 0].any()
+
+
+def test_trajectory_not_covering_the_interaction(rough_capture, tiny_recipe, tmp_path):
+    capture = _copy(rough_capture, tmp_path)
+    path = capture / "mps" / "slam" / "closed_loop_trajectory.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    with pytest.raises(UnitError, match="trajectory covers") as info:
+        _process(capture, tiny_recipe, tmp_path)
+    assert info.value.stage == "trajectory"
+
+
+def test_missing_calibration(rough_capture, tiny_recipe, tmp_path):
+    capture = _copy(rough_capture, tmp_path)
+    (capture / "device_calibration.json").unlink()
+    with pytest.raises(UnitError, match="lacks device_calibration.json") as info:
+        _process(capture, tiny_recipe, tmp_path)
+    assert info.value.stage == "calibration"
+
+
+def test_too_few_exploration_frames(rough_capture, tiny_recipe, tmp_path):
+    with pytest.raises(UnitError, match="frames before the interaction") as info:
+        _process(rough_capture, tiny_recipe, tmp_path, starts=["0.3s"])
+    assert info.value.stage == "exploration"
+
+
+def test_clip_past_the_end_of_the_recording(rough_capture, tiny_recipe, tmp_path):
+    with pytest.raises(UnitError, match="the recording spans") as info:
+        _process(rough_capture, tiny_recipe, tmp_path, starts=["f24"])
+    assert info.value.stage == "clips"
+
+
+def test_vrs_without_rgb_is_a_recorded_failure(shared_data, tiny_recipe, tmp_path):
+    """Through the run machinery: the unit fails with its stage, the run goes on and says so."""
+    from dwm_data.build import build
+
+    capture = tmp_path / "captures" / "depth_only"
+    capture.mkdir(parents=True)
+    (capture / "recording.vrs").symlink_to(
+        shared_data("aria/gen1/aria_digital_twin_test_data/depth_images.vrs")
+    )
+    sample = shared_data("aria/gen1/mps_sample/trajectory")
+    for name in ("closed_loop_trajectory.csv", "global_points.csv.gz"):
+        (capture / name).symlink_to(sample / name)
+    result = build(
+        "aria-capture",
+        {"capture": str(capture.parent), "starts": ["1s"]},
+        tiny_recipe,
+        tmp_path / "run",
+        progress=False,
+    )
+    assert result.status.failed == 1 and result.status.samples == 0
+    (failure,) = result.status.failures
+    assert failure["stage"] == "recording" and "no 'camera-rgb' stream" in failure["message"]
+
+
+@pytest.mark.slow
+def test_static_video_matches_ground_truth(tmp_path, tiny_recipe):
+    """Exploration frames -> splat -> static video along the interaction path, scored against
+    the room rendered without the hand from the same cameras (CPU, 64x48)."""
+    from dwm_data.aria.synthetic import SyntheticSpec
+    from dwm_data.cameras import Intrinsics
+    from dwm_data.splat.ply import load_ply
+    from dwm_data.splat.render import gsplat_K
+    from dwm_data.splat.train import psnr, render_views
+    from dwm_data.video import decode
+
+    capture = write_synthetic_capture(tmp_path / "room", SyntheticSpec())
+    (sample,) = _process(capture, tiny_recipe, tmp_path, splats=str(tmp_path / "splats"))
+
+    assert sample.key == "aria-room-00000"
+    assert (tmp_path / "splats" / "room.ply").exists()
+    meta = sample.meta
+    assert meta["hands"] == {"representation": "skeleton", "backend": "aria-mps"}
+    assert meta["splat"]["heldout_psnr"] > 20
+    assert len(meta["source_frames"]) == 9 and sample.camera.shape == (9, 4, 4)
+    intr = Intrinsics(**meta["intrinsics"], width=64, height=48)
+    truth = render_views(
+        load_ply(capture / GROUND_TRUTH),
+        torch.from_numpy(np.linalg.inv(sample.camera)).float(),
+        torch.from_numpy(np.stack([gsplat_K(intr)] * 9)).float(),
+        64,
+        48,
+    )
+    static = torch.from_numpy(decode(sample.static)).float() / 255
+    scores = [psnr(static[i], truth[i]) for i in range(9)]
+    assert min(scores) >= 25.0, scores
+    hands = decode(sample.hand)
+    assert hands.reshape(9, -1).max(axis=1).min() > 100  # the hand is drawn in every frame
