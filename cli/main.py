@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from cli import dataset, runs, taste, train, trumans
+from cli import aria, dataset, runs, taste, train, trumans
 
 app = typer.Typer(
     name="dwm-data",
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("import-dwm", rich_help_panel="Build")(dataset.import_dwm)
 app.command("render-trumans", rich_help_panel="Build")(trumans.render_trumans)
 app.command("build-taste", rich_help_panel="Build")(taste.build_taste)
+app.command("aria-capture", rich_help_panel="Build")(aria.aria_capture)
 app.command("export-dwm", rich_help_panel="Inspect and convert")(dataset.export_dwm)
 app.command("inspect", rich_help_panel="Inspect and convert")(dataset.inspect)
 app.command("preview", rich_help_panel="Inspect and convert")(dataset.preview)

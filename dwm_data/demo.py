@@ -17,6 +17,7 @@ DEMO_STAGES: dict[str, str] = {
     "import-dwm": "dwm_data.demo:layout_stage",
     "render-trumans": "dwm_data.trumans.mini:demo_stage",
     "build-taste": "dwm_data.taste.demo:taste_stage",
+    "aria-capture": "dwm_data.aria.demo:aria_stage",
 }
 DEMO_CONSUMERS: dict[str, str] = {
     "train-sample": "dwm_model.demo:train_and_sample",

@@ -71,7 +71,7 @@ def write_synthetic_capture(root: Path, spec: SyntheticSpec = SyntheticSpec()) -
 
     rng = np.random.default_rng(spec.seed)
     root.mkdir(parents=True, exist_ok=True)
-    scene = _room(spec.surfel_step, rng)
+    scene = room_scene(spec.surfel_step, rng)
     (root / "ground_truth").mkdir(exist_ok=True)
     save_ply(scene, root / GROUND_TRUTH)
 
@@ -82,7 +82,7 @@ def write_synthetic_capture(root: Path, spec: SyntheticSpec = SyntheticSpec()) -
 
     frames = []
     for t in frame_times:
-        world_raw_camera = _upright_path(t, spec.explore_seconds) @ np.linalg.inv(UPRIGHT)
+        world_raw_camera = upright_path(t, spec.explore_seconds) @ np.linalg.inv(UPRIGHT)
         hand = _hand_device(t, spec.explore_seconds)
         content = (
             scene
@@ -98,7 +98,7 @@ def write_synthetic_capture(root: Path, spec: SyntheticSpec = SyntheticSpec()) -
     slam.mkdir(parents=True, exist_ok=True)
     pose_times = np.arange(-0.2, frame_times[-1] + 0.2, 0.005)
     poses = [
-        _upright_path(t, spec.explore_seconds)
+        upright_path(t, spec.explore_seconds)
         @ np.linalg.inv(UPRIGHT)
         @ np.linalg.inv(device_camera)
         for t in pose_times
@@ -128,8 +128,9 @@ def _texture(u: np.ndarray, v: np.ndarray, face: int) -> np.ndarray:
     return np.stack([r, g, b], axis=-1).clip(0.02, 0.98)
 
 
-def _room(step: float, rng: np.random.Generator) -> dict:
-    """Six textured faces of a box room as flat Gaussians (thin along each face's normal)."""
+def room_scene(step: float, rng: np.random.Generator) -> dict:
+    """Six textured faces of a box room as flat Gaussians (thin along each face's normal);
+    also the benchmark's scene."""
     torch = require("torch", "aria")
     from dwm_data.splat.model import rgb_to_sh0
 
@@ -176,7 +177,7 @@ def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
     return pose
 
 
-def _upright_path(t: float, explore: float) -> np.ndarray:
+def upright_path(t: float, explore: float) -> np.ndarray:
     """The upright camera's pose: a look around the room, then a slow approach to one wall."""
     s = min(t, explore) / explore
     angle = 2 * math.pi * s * 1.15
