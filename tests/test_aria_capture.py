@@ -146,3 +146,22 @@ def test_static_video_matches_ground_truth(tmp_path, tiny_recipe):
     assert min(scores) >= 25.0, scores
     hands = decode(sample.hand)
     assert hands.reshape(9, -1).max(axis=1).min() > 100  # the hand is drawn in every frame
+
+
+@pytest.mark.slow
+def test_mps_hands_fitted_with_mano_render_meshes(rough_capture, tiny_recipe, tmp_path):
+    """With MANO files (here generated ones in the real format), MPS landmarks become meshes."""
+    from dwm_data.hands.synthetic import write_mano_models
+    from dwm_data.hands.track import HandTrack
+    from dwm_data.video import decode
+
+    write_mano_models(tmp_path / "mano")
+    (sample,) = _process(rough_capture, tiny_recipe, tmp_path, mano_dir=str(tmp_path / "mano"))
+    assert sample.meta["hands"] == {"representation": "mesh", "backend": "aria-mps+mano-fit"}
+    track = HandTrack.from_npz(sample.hands)
+    assert track.valid[:, 1].all() and not track.valid[:, 0].any()
+    assert "hand_pose" in track.mano
+    hand = decode(sample.hand)
+    lit = hand.reshape(-1, 3)[hand.reshape(-1, 3).max(axis=1) > 40]
+    assert len(lit) > 9 * 20  # a visible hand in every frame on average
+    assert lit[:, 0].mean() > 1.5 * lit[:, 1].mean()  # shaded in the right hand's red
