@@ -47,6 +47,9 @@ class TrainConfig(Section):
     prompt_dropout: float = 0.0
     max_text_length: int = 226
     log_every: int = 10
+    # CPU threads for torch (0: torch's default). Small models run several times faster on one
+    # thread when the cores are shared: idle OpenMP threads spin against the other processes.
+    threads: int = 0
 
 
 class SampleConfig(Section):

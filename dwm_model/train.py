@@ -13,6 +13,7 @@ stream is deterministic per seed, so resuming replays it to the saved position.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -268,6 +269,20 @@ class Trainer:
         random.setstate(rng["python"])
         self.position = Position(**json.loads((folder / "position.json").read_text()))
 
+    def backward(self, batch: dict[str, Any], last: bool) -> float:
+        """One micro-batch's share of the gradient; DDP syncs only on the last of a step."""
+        accumulation = self.cfg.gradient_accumulation
+        quiet = self.runner is not None and not last
+        with self.runner.no_sync() if quiet else contextlib.nullcontext():
+            loss = self.loss(self.latents(batch))
+            if not all_finite(loss, self.world):
+                raise NonFiniteLoss(
+                    f"loss is {loss.item()} at step {self.position.step + 1} on rank {self.rank}; "
+                    f"batch keys: {', '.join(batch['key'])}"
+                )
+            (loss / accumulation).backward()
+        return loss.item() / accumulation
+
     def log(self, metrics: _MetricsLog, board, record: dict[str, Any]) -> None:
         """Every step to metrics.jsonl, every `log_every` steps to TensorBoard."""
         pos = self.position
@@ -280,6 +295,10 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, progress: bool = True) -> TrainResult:
+        with torch_threads(self.cfg.threads):
+            return self._run(progress)
+
+    def _run(self, progress: bool) -> TrainResult:
         import torch
         from rich.progress import Progress, TextColumn, TimeElapsedColumn
         from torch.utils.tensorboard import SummaryWriter
@@ -304,7 +323,7 @@ class Trainer:
             while pos.step < cfg.max_steps:
                 data_s = model_s = 0.0
                 total = 0.0
-                for _ in range(cfg.gradient_accumulation):
+                for micro in range(cfg.gradient_accumulation):
                     tick = time.perf_counter()
                     batch = next(stream, None)
                     if batch is None:
@@ -312,13 +331,7 @@ class Trainer:
                             "the shards yielded no usable batch (all samples broken?)"
                         )
                     tock = time.perf_counter()
-                    loss = self.loss(self.latents(batch))
-                    if not torch.isfinite(loss):
-                        raise NonFiniteLoss(
-                            f"loss is {loss.item()} at step {pos.step + 1}; batch keys: {', '.join(batch['key'])}"
-                        )
-                    (loss / cfg.gradient_accumulation).backward()
-                    total += loss.item() / cfg.gradient_accumulation
+                    total += self.backward(batch, last=micro == cfg.gradient_accumulation - 1)
                     pos.batches += 1
                     pos.samples += len(batch["key"])
                     pos.skipped += batch["skipped"]
@@ -355,6 +368,20 @@ class Trainer:
             save_weights(self.transformer, self.out, self.adapter_record())
         barrier(self.world)
         return result
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run with `count` torch CPU threads (0: leave as is), restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def init_distributed(cuda: bool) -> tuple[int, int]:

@@ -134,7 +134,7 @@ def test_train_resume_continues_exactly(shard_dir, model_cache, tmp_path):
 
 def test_non_finite_loss_stops_with_step_and_keys(shard_dir, model_cache, tmp_path):
     recipe = load_recipe("tiny", [*SHORT, "train.learning_rate=1e30", "train.warmup_steps=0"])
-    with pytest.raises(NonFiniteLoss, match=r"at step \d+; batch keys: syn-\d{4}"):
+    with pytest.raises(NonFiniteLoss, match=r"loss is nan at step \d+ on rank 0; batch keys: syn-\d{4}"):
         train(shards_of(shard_dir), tmp_path / "run", recipe, progress=False)
 
 
@@ -189,7 +189,7 @@ def test_latent_cache_is_written_once_and_used_by_training(shard_dir, model_cach
 @pytest.mark.slow
 def test_tiny_model_learns_from_imported_realworld_shards(shared_data, tmp_path, model_cache):
     """The issue's figure: the tiny model on the official real-world clips, imported with the
-    tiny recipe, lowers its loss clearly in 300 steps; resuming at step 100 changes nothing."""
+    tiny recipe, lowers its loss clearly in 300 steps; resuming at step 200 changes nothing."""
     import statistics
 
     from dwm_data.build import build
@@ -216,10 +216,9 @@ def test_tiny_model_learns_from_imported_realworld_shards(shared_data, tmp_path,
 
     resumed_run = tmp_path / "resumed"
     shutil.copytree(tmp_path / "run", resumed_run)
-    for later in checkpoints(resumed_run)[1:]:
-        shutil.rmtree(later)
+    shutil.rmtree(checkpoints(resumed_run)[-1])
     resumed = train(shards, resumed_run, recipe, resume=True, progress=False)
-    assert resumed.losses == full.losses[100:]
+    assert resumed.losses == full.losses[200:]
 
 
 def test_hand_and_prompt_dropout_zero_the_hand_and_empty_the_prompt(
