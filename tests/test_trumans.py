@@ -122,3 +122,13 @@ def test_hand_mesh_keeps_faces_inside_the_selection():
     mesh = hand_mesh(selected, triangles)
     assert mesh.vertex_ids.tolist() == [0, 1, 2, 4]
     assert mesh.faces.tolist() == [[0, 1, 2], [0, 2, 3]]
+
+
+def test_hand_part_behind_the_camera_is_dropped():
+    from dwm_data.trumans.passes import in_front
+
+    verts = np.array([[0, 0, 0.5], [0.1, 0, 0.5], [0, 0.1, 0.5], [0, 0, -0.2]])
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    kept, kept_faces = in_front(verts, faces)
+    assert kept_faces.tolist() == [[0, 1, 2]] and np.array_equal(kept, verts[:3])
+    assert in_front(verts, faces[1:] * 0 + [[3, 3, 3]])[0] is None

@@ -109,13 +109,18 @@ def render_recording(
     heartbeat(
         f"{recording.name}: clips={settings.clips} keeps {len(chosen)} of {len(windows)} windows"
     )
-    faces = body.hand_faces()
     cameras: dict[int, np.ndarray] = {}
 
     def hand_frame() -> np.ndarray:
         cam = cameras[scene.frame_current]
-        local = [world_to_camera(v, cam) for v in body.hand_vertices()]
-        return render_mesh([local], faces, intrinsics, settings.width, settings.height)[0]
+        sides = [
+            in_front(world_to_camera(verts, cam), faces)
+            for verts, faces in zip(body.hand_vertices(), body.hand_faces(), strict=True)
+        ]
+        verts, faces = zip(*sides, strict=True)
+        return render_mesh(
+            [list(verts)], tuple(faces), intrinsics, settings.width, settings.height
+        )[0]
 
     for clip in chosen:
         heartbeat(f"{recording.name} clip {clip.index:05d}")
@@ -138,6 +143,18 @@ def render_recording(
             moving[clip.index],
             info,
         )
+
+
+def in_front(
+    verts: np.ndarray, faces: np.ndarray, near: float = 0.01
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """The part of a camera-frame mesh in front of the camera: the renderer drops a hand with any
+    vertex behind it, and a hand brought to the face must still show what is in view."""
+    faces = faces[(verts[faces, 2] > near).all(axis=1)]
+    if not len(faces):
+        return None, faces
+    used, remapped = np.unique(faces, return_inverse=True)
+    return verts[used], remapped.reshape(-1, 3)
 
 
 def _make_body(
