@@ -43,7 +43,7 @@ def _copy(capture: Path, tmp_path: Path) -> Path:
 
 def test_generated_capture_has_the_real_formats(rough_capture):
     """The generated MPS files read through projectaria-tools' own readers."""
-    from dwm_data.aria.capture import find_capture, read_points
+    from dwm_data.aria.capture import find_capture, read_online_calibrations, read_points
     from dwm_data.aria.hands import HandTracking
     from dwm_data.aria.trajectory import Trajectory
 
@@ -57,6 +57,10 @@ def test_generated_capture_has_the_real_formats(rough_capture):
     assert len(read_points(files.points, 1e-3, 5e-2)) == ROUGH.points
     hands = HandTracking.read(files.hand_tracking)
     assert hands.valid[:, 1].all() and not hands.valid[:, 0].any()
+    online = read_online_calibrations(files.online_calibration)
+    factory_f = recording.calibration().get_focal_lengths()[0]
+    online_f = online[0].get_camera_calib("camera-rgb").get_focal_lengths()[0]
+    assert factory_f == pytest.approx(online_f * 1.02)  # the factory calibration has drifted
 
 
 def test_trajectory_not_covering_the_interaction(rough_capture, tiny_recipe, tmp_path):
@@ -131,6 +135,7 @@ def test_static_video_matches_ground_truth(tmp_path, tiny_recipe):
     assert (tmp_path / "splats" / "room.ply").exists()
     meta = sample.meta
     assert meta["hands"] == {"representation": "skeleton", "backend": "aria-mps"}
+    assert meta["calibration"] == "online"
     assert meta["splat"]["heldout_psnr"] > 20
     assert len(meta["source_frames"]) == 9 and sample.camera.shape == (9, 4, 4)
     intr = Intrinsics(**meta["intrinsics"], width=64, height=48)

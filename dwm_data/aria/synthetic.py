@@ -5,7 +5,9 @@ A closed, textured room made of small flat Gaussians is rendered through an equi
 delivers it: first the wearer looks around the room (exploration), then a hand reaches in front
 of the camera (interaction). The capture holds what a real one holds, in the same formats: frames
 (as a folder recording, since VRS cannot be written), Aria-JSON device calibration, an MPS
-closed-loop trajectory, semidense points and hand tracking (v2 CSV). `ground_truth/scene.ply`
+closed-loop trajectory, online calibration, semidense points and hand tracking (v2 CSV). As on
+real glasses, the factory calibration has drifted (its focal length is 2% off) and the online
+calibration holds the true one, so only a pipeline that uses the latter reconstructs well. `ground_truth/scene.ply`
 keeps the static room, so the reconstructed static video can be scored against the truth.
 """
 
@@ -26,6 +28,8 @@ from dwm_data.aria.recording import write_folder_recording
 from dwm_data.extras import require
 
 GROUND_TRUTH = "ground_truth/scene.ply"
+FOCAL = 0.6  # the fisheye's focal length, in sensor widths
+FACTORY_DRIFT = 1.02
 TRAJECTORY_COLUMNS = [
     "graph_uid",
     "tracking_timestamp_us",
@@ -78,7 +82,8 @@ def write_synthetic_capture(root: Path, spec: SyntheticSpec = SyntheticSpec()) -
     frame_times = np.arange(0, spec.explore_seconds + spec.interact_seconds, 1 / spec.rgb_fps)
     t0_ns = 2_000_000_000
     device_camera = _device_camera()
-    calib = _device_calibration(spec.sensor, device_camera)
+    focal = FOCAL * spec.sensor
+    factory = _device_calibration(spec.sensor, device_camera, focal * FACTORY_DRIFT)
 
     frames = []
     for t in frame_times:
@@ -91,7 +96,7 @@ def write_synthetic_capture(root: Path, spec: SyntheticSpec = SyntheticSpec()) -
         )
         frames.append(_render_fisheye(content, world_raw_camera, spec.sensor))
     write_folder_recording(
-        root, np.stack(frames), t0_ns + np.round(frame_times * 1e9).astype(np.int64), calib
+        root, np.stack(frames), t0_ns + np.round(frame_times * 1e9).astype(np.int64), factory
     )
 
     slam = root / "mps" / "slam"
@@ -109,6 +114,11 @@ def write_synthetic_capture(root: Path, spec: SyntheticSpec = SyntheticSpec()) -
         poses,
     )
     _write_points(slam / "semidense_points.csv.gz", scene["means"].numpy(), spec.points, rng)
+    _write_online_calibration(
+        slam / "online_calibration.jsonl",
+        t0_ns + np.round(np.arange(-0.2, frame_times[-1] + 0.2, 0.5) * 1e9).astype(np.int64),
+        _device_calibration(spec.sensor, device_camera, focal),
+    )
     hands = root / "mps" / "hand_tracking"
     hands.mkdir(parents=True, exist_ok=True)
     _write_hand_tracking(
@@ -202,11 +212,10 @@ def _device_camera() -> np.ndarray:
     return pose
 
 
-def _device_calibration(sensor: int, device_camera: np.ndarray):
+def _device_calibration(sensor: int, device_camera: np.ndarray, focal: float):
     calibration = require("projectaria_tools.core.calibration", "aria")
     from projectaria_tools.core import sophus
 
-    focal = 0.6 * sensor
     params = np.zeros(15)
     params[:3] = [focal, (sensor - 1) / 2, (sensor - 1) / 2]
     camera = calibration.CameraCalibration(
@@ -283,7 +292,7 @@ def _render_fisheye(params: dict, world_camera: np.ndarray, sensor: int) -> np.n
     from dwm_data.splat.render import gsplat_K
     from dwm_data.splat.train import render_views
 
-    focal = 0.6 * sensor
+    focal = FOCAL * sensor
     intr = Intrinsics(focal, focal, (sensor - 1) / 2, (sensor - 1) / 2, sensor, sensor)
     viewmat = torch.tensor(np.linalg.inv(world_camera), dtype=torch.float32)[None]
     K = torch.tensor(gsplat_K(intr), dtype=torch.float32)[None]
@@ -303,6 +312,23 @@ def _write_trajectory(path: Path, times_ns: np.ndarray, poses: list[np.ndarray])
                 + [0.0] * 6
                 + [0.0, 0.0, -9.81, 1.0]
             )
+
+
+def _write_online_calibration(path: Path, times_ns: np.ndarray, device) -> None:
+    """MPS online calibration records (one JSON line each) holding the true camera."""
+    calibration = require("projectaria_tools.core.calibration", "aria")
+    cameras = json.loads(calibration.device_calibration_to_json_string(device))[
+        "CameraCalibrations"
+    ]
+    with open(path, "w") as handle:
+        for t in times_ns:
+            record = {
+                "utc_timestamp_ns": -1,
+                "tracking_timestamp_us": int(t // 1000),
+                "ImuCalibrations": [],
+                "CameraCalibrations": cameras,
+            }
+            handle.write(json.dumps(record) + "\n")
 
 
 def _write_points(path: Path, surface: np.ndarray, count: int, rng: np.random.Generator) -> None:
