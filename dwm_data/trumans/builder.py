@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from dwm_data.builder import Builder, BuilderOptions, UnitContext, WorkUnit
 from dwm_data.sample import Sample, make_key, make_sample
 from dwm_data.trumans import release
+from dwm_data.trumans.bodies import BodyKind
 from dwm_data.trumans.schedule import ClipPolicy
 
 
@@ -37,7 +37,7 @@ class TrumansOptions(BuilderOptions):
     scenes: list[str] = []
     recordings: list[str] = []
     split: str | None = None  # an official list, e.g. trumans_test.txt
-    body: Literal["blend", "smplx"] = "blend"
+    body: BodyKind = "blend"
     clips: ClipPolicy = "all"
     smplx_model: str | None = None  # an SMPLX_*.npz file or a folder holding smplx/SMPLX_*.npz
     smplx_gender: str = "male"  # used when the fits leave it empty, as the release does

@@ -23,6 +23,7 @@ from dwm_data.trumans import blend, schedule
 from dwm_data.trumans.bodies import (
     BlendBody,
     Body,
+    BodyKind,
     SmplxBody,
     current_camera,
     evaluate_smplx,
@@ -47,7 +48,7 @@ class PassSettings:
     samples: int = 64
     denoise: bool = True
     threads: int = 0
-    body: str = "blend"
+    body: BodyKind = "blend"
     clips: ClipPolicy = "all"
     smplx_model: Path | None = None
     smplx_gender: str = "male"
