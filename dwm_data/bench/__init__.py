@@ -14,7 +14,9 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tuple[float, float]:
+def interleaved(
+    a: Callable[[], object], b: Callable[[], object], repeats: int
+) -> tuple[float, float]:
     """Median seconds of a and b, alternating so that drift on a busy machine hits both alike."""
     times_a, times_b = [], []
     for _ in range(repeats):

@@ -25,7 +25,11 @@ def bare_encode(frames: np.ndarray, fps: Fraction, codec: Codec) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream(codec.name, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], codec.pix_fmt
+        stream.width, stream.height, stream.pix_fmt = (
+            frames.shape[2],
+            frames.shape[1],
+            codec.pix_fmt,
+        )
         stream.options = {"crf": str(codec.crf), "preset": codec.preset}
         for array in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
@@ -42,7 +46,9 @@ def bare_decode(data: bytes) -> np.ndarray:
 
 def main(quick: bool = False) -> list[tuple[str, str]]:
     recipe = load_recipe("dwm")
-    frames, width, height = (17, 320, 240) if quick else (recipe.video.frames, recipe.video.width, recipe.video.height)
+    frames, width, height = (
+        (17, 320, 240) if quick else (recipe.video.frames, recipe.video.width, recipe.video.height)
+    )
     count, repeats = (2, 3) if quick else (3, 7)
     fps, codecs = recipe.video.rate, recipe.codecs.to_codecs()
     triplets = [synthetic_triplet(frames, width, height, seed=i) for i in range(count)]
@@ -58,12 +64,16 @@ def main(quick: bool = False) -> list[tuple[str, str]]:
             shutil.rmtree(workdir / "shards", ignore_errors=True)
             writer = ShardWriter(workdir / "shards", workdir / "manifests", "bench", 0, 100, 10**10)
             for i, triplet in enumerate(triplets):
-                sample = make_sample(f"bench-{i}", triplet, fps, codecs, "a prompt", {"source": {"name": "bench"}})
+                sample = make_sample(
+                    f"bench-{i}", triplet, fps, codecs, "a prompt", {"source": {"name": "bench"}}
+                )
                 writer.add_unit(str(i), [sample])
             writer.close()
 
         base_w, ours_w = interleaved(baseline_write, ours_write, repeats)
-        encoded = [{name: bare_encode(t[name], fps, codecs[name]) for name in VIDEO_KEYS} for t in triplets]
+        encoded = [
+            {name: bare_encode(t[name], fps, codecs[name]) for name in VIDEO_KEYS} for t in triplets
+        ]
 
         def baseline_read() -> None:
             for videos in encoded:
@@ -79,9 +89,15 @@ def main(quick: bool = False) -> list[tuple[str, str]]:
         shutil.rmtree(workdir, ignore_errors=True)
     video_frames = count * 3 * frames
     return [
-        ("input", f"{count} triplets x 3 videos x {frames} frames at {width}x{height}, {repeats} runs"),
+        (
+            "input",
+            f"{count} triplets x 3 videos x {frames} frames at {width}x{height}, {repeats} runs",
+        ),
         ("bare PyAV encode", f"{base_w:.2f} s ({video_frames / base_w:.0f} frames/s)"),
-        ("shard write (encode+check+tar)", f"{ours_w:.2f} s ({video_frames / ours_w:.0f} frames/s)"),
+        (
+            "shard write (encode+check+tar)",
+            f"{ours_w:.2f} s ({video_frames / ours_w:.0f} frames/s)",
+        ),
         ("write overhead (target < 10%)", f"{(ours_w / base_w - 1) * 100:+.1f}%"),
         ("bare PyAV decode", f"{base_r:.2f} s ({video_frames / base_r:.0f} frames/s)"),
         ("shard read (tar+check+decode)", f"{ours_r:.2f} s ({video_frames / ours_r:.0f} frames/s)"),
