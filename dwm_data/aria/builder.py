@@ -16,25 +16,18 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from dwm_data.aria.calibration import OutputCamera, RgbCalibrations
-from dwm_data.aria.capture import (
-    CaptureFiles,
-    find_capture,
-    is_capture,
-    read_online_calibrations,
-    read_points,
-)
+from dwm_data.aria.capture import find_capture, is_capture, read_points
 from dwm_data.aria.clips import Clip, clip_requests, exploration_frames, parse_start, select_clip
-from dwm_data.aria.hands import HandTracking, hand_masks, hand_track
-from dwm_data.aria.static import SceneFit, fit_scene
-from dwm_data.aria.trajectory import Trajectory
+from dwm_data.aria.hands import hand_masks, hand_track
+from dwm_data.aria.source import CaptureSource
+from dwm_data.aria.static import SPLAT_FILE, SceneFit, cached_scene, fit_scene
 from dwm_data.builder import Builder, BuilderOptions, UnitContext, WorkUnit
-from dwm_data.cameras import Intrinsics
 from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.extras import require
 from dwm_data.hands.track import HandTrack
 from dwm_data.sample import Sample, make_key, make_sample
-from dwm_data.splat.train import SplatConfig
+from dwm_data.splat.render import Params
+from dwm_data.splat.train import SplatConfig, Views
 
 HandSource = Literal["mps", "mediapipe", "mano-fit", "hamer"]
 
@@ -90,137 +83,98 @@ class AriaBuilder(Builder):
         settings = self.recipe.section("aria", AriaSettings)
         video = self.recipe.video
         files = find_capture(Path(unit.payload["capture"]))
-        for what, path in (
-            ("closed_loop_trajectory.csv", files.trajectory),
-            ("semidense_points.csv.gz", files.points),
-        ):
-            if path is None:
-                raise UnitError("capture", f"{files.name} has no MPS {what}")
-        recording = files.open_recording()
-        factory = recording.calibration()
-        times = recording.timestamps_ns()
-        if len(times) < 2:
-            raise UnitError("recording", f"{files.name} holds {len(times)} RGB frame(s)")
-        calibs = (
-            RgbCalibrations.from_records(
-                factory, read_online_calibrations(files.online_calibration)
-            )
-            if files.online_calibration
-            else RgbCalibrations(factory)
+        source = CaptureSource.open(
+            files, video.width, video.height, settings.focal_scale, settings.min_hand_confidence
         )
+        if self.options.hands == "mps" and source.tracking is None:
+            raise UnitError(
+                "hands",
+                f"{files.name} has no MPS hand tracking; pass --hands mediapipe|mano-fit|hamer",
+            )
+        times = source.times_ns
+        requests = clip_requests(files.root, self.options.starts, self.options.prompt)
         clips = [
             select_clip(times, parse_start(start, times), video.frames, video.rate, i, prompt)
-            for i, (start, prompt) in enumerate(
-                clip_requests(files.root, self.options.starts, self.options.prompt)
-            )
+            for i, (start, prompt) in enumerate(requests)
         ]
         explore = exploration_frames(
             times, min(c.start_ns for c in clips), settings.train_frames, settings.min_train_frames
         )
-        trajectory = Trajectory.read(files.trajectory)
-        camera = OutputCamera.for_source(factory, video.width, video.height, settings.focal_scale)
-        clip_poses = [self._poses(c.frames, times, trajectory, calibs, camera) for c in clips]
-        tracking = (
-            HandTracking.read(files.hand_tracking, settings.min_hand_confidence)
-            if files.hand_tracking
-            else None
-        )
-        ctx.heartbeat(f"{files.name}: undistorting {len(explore)} exploration frames")
-        params, fit = self._scene(
-            files, recording, explore, times, trajectory, calibs, camera, tracking, settings, ctx
-        )
+        clip_poses = [source.poses(c.frames) for c in clips]  # fails now if not covered
+        params, fit = self._scene(source, explore, settings, ctx)
         for clip, poses in zip(clips, clip_poses, strict=True):
             ctx.heartbeat(f"{files.name}: clip {clip.index}")
-            yield self._sample(
-                files, clip, poses, recording, times, calibs, camera, tracking, params, fit
-            )
-
-    @staticmethod
-    def _poses(indices, times, trajectory, calibs, camera) -> np.ndarray:
-        """OpenCV camera-to-world of the output camera at the given RGB frames."""
-        stamps = times[indices]
-        corrected = np.array([t - calibs.time_offset_ns(t) for t in stamps])
-        device_cams = np.stack([camera.device_camera(calibs.at(t)) for t in stamps])
-        return trajectory.at(corrected) @ device_cams
-
-    @staticmethod
-    def _frames(indices, recording, times, calibs, camera) -> np.ndarray:
-        return np.stack(
-            [camera.undistort(recording.frame(i), calibs.at(times[i])) for i in indices]
-        )
+            yield self._sample(source, clip, poses, params, fit)
 
     def _scene(
-        self, files, recording, explore, times, trajectory, calibs, camera, tracking, settings, ctx
-    ):
-        torch = require("torch", "aria")
-        cv2 = require("cv2", "aria")
-        from dwm_data.splat.render import gsplat_K
-        from dwm_data.splat.train import Views
-
-        width = min(settings.train_width, camera.intrinsics.width)
-        height = int(round(camera.intrinsics.height * width / camera.intrinsics.width / 2)) * 2
-        intr = camera.intrinsics.scaled(width, height)
-        frames = self._frames(explore, recording, times, calibs, camera)
-        images = np.stack(
-            [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames]
-        )
-        valid = (
-            cv2.resize(
-                camera.valid_mask(calibs.factory).astype(np.uint8),
-                (width, height),
-                interpolation=cv2.INTER_NEAREST,
+        self, source: CaptureSource, explore: list[int], settings: AriaSettings, ctx: UnitContext
+    ) -> tuple[Params, SceneFit]:
+        """The capture's splat: reloaded from the unit's scratch after a restart, else trained
+        on the exploration frames (scaled to the training width, hands masked out)."""
+        cache = ctx.scratch / "splat"
+        scene = cached_scene(cache)
+        if scene is None:
+            ctx.heartbeat(f"{source.files.name}: preparing {len(explore)} exploration frames")
+            points = read_points(
+                source.files.points, settings.max_inv_dist_std, settings.max_dist_std
             )
-            > 0
-        )
-        masks = np.broadcast_to(valid, (len(explore), height, width)).copy()
-        if tracking is not None:
-            track = hand_track(tracking, times[explore], camera.device_camera(calibs.factory), intr)
-            masks &= hand_masks(track, width, height, settings.hand_margin)
-        c2w = self._poses(explore, times, trajectory, calibs, camera)
-        views = Views(
-            images=torch.from_numpy(images).float() / 255.0,
-            viewmats=torch.from_numpy(np.linalg.inv(c2w)).float(),
-            Ks=torch.from_numpy(np.stack([gsplat_K(intr)] * len(explore))).float(),
-            masks=torch.from_numpy(masks),
-        )
-        points = read_points(files.points, settings.max_inv_dist_std, settings.max_dist_std)
-        if len(points) > settings.max_points:
-            keep = np.random.default_rng(0).choice(len(points), settings.max_points, replace=False)
-            points = points[np.sort(keep)]
-        params, fit = fit_scene(
-            views,
-            points,
-            settings.splat,
-            settings.heldout_every,
-            ctx.scratch / "splat",
-            ctx.heartbeat,
-        )
+            if len(points) > settings.max_points:
+                keep = np.random.default_rng(0).choice(
+                    len(points), settings.max_points, replace=False
+                )
+                points = points[np.sort(keep)]
+            views = self._views(source, explore, settings)
+            scene = fit_scene(
+                views, points, settings.splat, settings.heldout_every, cache, ctx.heartbeat
+            )
         if self.options.splats:
             target = Path(self.options.splats)
             target.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ctx.scratch / "splat" / "splat.ply", target / f"{files.name}.ply")
-        return params, fit
+            shutil.copyfile(cache / SPLAT_FILE, target / f"{source.files.name}.ply")
+        return scene
+
+    @staticmethod
+    def _views(source: CaptureSource, explore: list[int], settings: AriaSettings) -> Views:
+        torch = require("torch", "aria")
+        cv2 = require("cv2", "aria")
+        from dwm_data.splat.render import gsplat_K
+
+        full = source.camera.intrinsics
+        width = min(settings.train_width, full.width)
+        height = int(round(full.height * width / full.width / 2)) * 2
+        intr = full.scaled(width, height)
+        images = np.stack(
+            [
+                cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA)
+                for f in source.frames(explore)
+            ]
+        )
+        inside = source.camera.valid_mask(source.calibrations.factory).astype(np.uint8)
+        inside = cv2.resize(inside, (width, height), interpolation=cv2.INTER_NEAREST) > 0
+        masks = np.broadcast_to(inside, (len(explore), height, width)).copy()
+        if source.tracking is not None:
+            track = hand_track(
+                source.tracking, source.times_ns[explore], source.device_camera(explore[0]), intr
+            )
+            masks &= hand_masks(track, width, height, settings.hand_margin)
+        return Views(
+            images=torch.from_numpy(images).float() / 255.0,
+            viewmats=torch.from_numpy(np.linalg.inv(source.poses(explore))).float(),
+            Ks=torch.from_numpy(np.stack([gsplat_K(intr)] * len(explore))).float(),
+            masks=torch.from_numpy(masks),
+        )
 
     def _sample(
-        self,
-        files: CaptureFiles,
-        clip: Clip,
-        poses,
-        recording,
-        times,
-        calibs,
-        camera,
-        tracking,
-        params,
-        fit: SceneFit,
+        self, source: CaptureSource, clip: Clip, poses: np.ndarray, params: Params, fit: SceneFit
     ) -> Sample:
         torch = require("torch", "aria")
         from dwm_data.splat.render import backend_name, gsplat_K
         from dwm_data.splat.train import device, render_views
 
         video = self.recipe.video
-        intr = camera.intrinsics
-        frames = self._frames(clip.frames, recording, times, calibs, camera)
+        intr = source.camera.intrinsics
+        name = source.files.name
+        frames = source.frames(clip.frames)
         static = render_views(
             params,
             torch.from_numpy(np.linalg.inv(poses)).float(),
@@ -229,20 +183,12 @@ class AriaBuilder(Builder):
             intr.height,
         )
         static = (static.numpy() * 255 + 0.5).astype(np.uint8)
-        track, hand_video, hands_meta = self._hands(clip, frames, times, calibs, camera, tracking)
-        splat_meta = {
-            "backend": backend_name(device()),
-            "gaussians": fit.gaussians,
-            "steps": fit.steps,
-            "train_frames": fit.train_views,
-            "heldout_frames": fit.heldout_views,
-            "heldout_psnr": fit.heldout_psnr,
-            "ply": f"{files.name}.ply" if self.options.splats else None,
-        }
+        track, hand_video, hands_meta = self._hands(source, clip, frames)
+        times = source.times_ns
         meta = {
             "source": {
                 "name": "aria",
-                "capture": files.name,
+                "capture": name,
                 "clip": clip.index,
                 "license": self.options.license,
             },
@@ -250,12 +196,20 @@ class AriaBuilder(Builder):
             "timestamps_ns": [int(t) for t in times[clip.frames]],
             "interaction_start_s": round((clip.start_ns - int(times[0])) / 1e9, 6),
             "intrinsics": {k: intr.as_dict()[k] for k in ("fx", "fy", "cx", "cy")},
-            "calibration": calibs.source_name,
+            "calibration": source.calibrations.source_name,
             "hands": hands_meta,
-            "splat": splat_meta,
+            "splat": {
+                "backend": backend_name(device()),
+                "gaussians": fit.gaussians,
+                "steps": fit.steps,
+                "train_frames": fit.train_views,
+                "heldout_frames": fit.heldout_views,
+                "heldout_psnr": fit.heldout_psnr,
+                "ply": f"{name}.ply" if self.options.splats else None,
+            },
         }
         return make_sample(
-            make_key("aria", files.name, f"{clip.index:05d}"),
+            make_key("aria", name, f"{clip.index:05d}"),
             {"video": frames, "static": static, "hand": hand_video},
             video.rate,
             self.recipe.codecs.to_codecs(),
@@ -266,20 +220,20 @@ class AriaBuilder(Builder):
         )
 
     def _hands(
-        self, clip, frames, times, calibs, camera, tracking
+        self, source: CaptureSource, clip: Clip, frames: np.ndarray
     ) -> tuple[HandTrack, np.ndarray, dict]:
+        """MPS landmarks projected with the clip's cameras (as skeletons, or MANO meshes when
+        MANO files are given), or an image-based backend of build-taste run on the frames."""
         from dwm_data.hands.render import render_mesh, render_skeleton
 
-        intr: Intrinsics = camera.intrinsics
+        intr = source.camera.intrinsics
         opts = self.options
         if opts.hands == "mps":
-            if tracking is None:
-                raise UnitError(
-                    "hands",
-                    "the capture has no MPS hand tracking; pass --hands mediapipe|mano-fit|hamer",
-                )
             track = hand_track(
-                tracking, times[clip.frames], camera.device_camera(calibs.at(clip.start_ns)), intr
+                source.tracking,
+                source.times_ns[clip.frames],
+                source.device_camera(clip.frames[0]),
+                intr,
             )
             if opts.mano_dir is None:
                 return (
@@ -309,8 +263,5 @@ class AriaBuilder(Builder):
             )
         else:
             hand_video = render_skeleton(track, estimate.intrinsics, intr.width, intr.height)
-        return (
-            track,
-            hand_video,
-            {"representation": "mesh" if backend.has_meshes else "skeleton", "backend": opts.hands},
-        )
+        representation = "mesh" if backend.has_meshes else "skeleton"
+        return track, hand_video, {"representation": representation, "backend": opts.hands}

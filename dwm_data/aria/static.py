@@ -18,6 +18,8 @@ from dwm_data.splat.ply import load_ply, save_ply
 from dwm_data.splat.render import Params
 from dwm_data.splat.train import SplatConfig, Views, heldout_psnr, train_splat
 
+SPLAT_FILE, REPORT_FILE = "splat.ply", "splat.json"
+
 
 @dataclass(frozen=True)
 class SceneFit:
@@ -36,6 +38,14 @@ def split_heldout(count: int, every: int) -> tuple[list[int], list[int]]:
     return train, heldout
 
 
+def cached_scene(cache: Path) -> tuple[Params, SceneFit] | None:
+    """The splat a previous attempt at this unit trained, if it finished."""
+    ply, report = cache / SPLAT_FILE, cache / REPORT_FILE
+    if ply.exists() and report.exists():
+        return load_ply(ply), SceneFit(**json.loads(report.read_text()))
+    return None
+
+
 def fit_scene(
     views: Views,
     points: np.ndarray,
@@ -44,10 +54,7 @@ def fit_scene(
     cache: Path,
     heartbeat: Callable[[str], None] = lambda message: None,
 ) -> tuple[Params, SceneFit]:
-    """Train (or reload from `cache`, which survives restarts of the unit) the capture's splat."""
-    ply, report = cache / "splat.ply", cache / "splat.json"
-    if ply.exists() and report.exists():
-        return load_ply(ply), SceneFit(**json.loads(report.read_text()))
+    """Train the capture's splat and keep it in `cache` (which survives restarts of the unit)."""
     train, heldout = split_heldout(len(views), heldout_every)
     started = time.time()
 
@@ -65,6 +72,6 @@ def fit_scene(
         seconds=round(time.time() - started, 1),
     )
     cache.mkdir(parents=True, exist_ok=True)
-    save_ply(params, ply)
-    report.write_text(json.dumps(asdict(fit)))
+    save_ply(params, cache / SPLAT_FILE)
+    (cache / REPORT_FILE).write_text(json.dumps(asdict(fit)))  # written last: marks it complete
     return params, fit
