@@ -176,7 +176,3 @@ def tensor_bytes(tensors: dict) -> bytes:
     from safetensors.torch import save
 
     return save({k: v.contiguous() for k, v in tensors.items()})
-
-
-def json_bytes(data: Any) -> bytes:
-    return json.dumps(data, sort_keys=True).encode("utf-8")
