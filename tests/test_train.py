@@ -14,7 +14,7 @@ from test_model import FRAMES, HEIGHT, WIDTH, shard_dir, tiny_base, write_shard 
 from dwm_data.errors import DwmDataError
 from dwm_data.recipe import load_recipe
 from dwm_model.data import cached_shards, make_loader, video_decoder
-from dwm_model.train import NonFiniteLoss, checkpoints, train
+from dwm_model.train import NonFiniteLoss, Trainer, checkpoints, train
 
 SHORT = [
     "train.max_steps=6",
@@ -134,7 +134,9 @@ def test_train_resume_continues_exactly(shard_dir, model_cache, tmp_path):
 
 def test_non_finite_loss_stops_with_step_and_keys(shard_dir, model_cache, tmp_path):
     recipe = load_recipe("tiny", [*SHORT, "train.learning_rate=1e30", "train.warmup_steps=0"])
-    with pytest.raises(NonFiniteLoss, match=r"loss is nan at step \d+ on rank 0; batch keys: syn-\d{4}"):
+    with pytest.raises(
+        NonFiniteLoss, match=r"loss is nan at step \d+ on rank 0; batch keys: syn-\d{4}"
+    ):
         train(shards_of(shard_dir), tmp_path / "run", recipe, progress=False)
 
 
@@ -224,8 +226,6 @@ def test_tiny_model_learns_from_imported_realworld_shards(shared_data, tmp_path,
 def test_hand_and_prompt_dropout_zero_the_hand_and_empty_the_prompt(
     shard_dir, model_cache, tmp_path
 ):
-    from dwm_model.train import Trainer
-
     recipe = load_recipe("tiny", ["train.hand_dropout=1.0", "train.prompt_dropout=1.0"])
     trainer = Trainer(shards_of(shard_dir), tmp_path, recipe)
     stage = video_decoder(FRAMES, WIDTH, HEIGHT)
@@ -237,3 +237,16 @@ def test_hand_and_prompt_dropout_zero_the_hand_and_empty_the_prompt(
         latents["prompt_embeds"][1], empty
     )
     assert latents["video"].shape == (2, 3, 16, HEIGHT // 8, WIDTH // 8)
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_gives_the_same_losses(shard_dir, model_cache, tmp_path):
+    settings = ["train.max_steps=3", "train.checkpoint_every=3", "train.warmup_steps=1"]
+    plain = train(
+        shards_of(shard_dir), tmp_path / "a", load_recipe("tiny", settings), progress=False
+    )
+    recipe = load_recipe("tiny", [*settings, "train.gradient_checkpointing=true"])
+    trainer = Trainer(shards_of(shard_dir), tmp_path / "b", recipe)
+    assert trainer.transformer.is_gradient_checkpointing
+    again = trainer.run(progress=False)
+    assert again.losses == pytest.approx(plain.losses, rel=1e-5)
