@@ -304,6 +304,9 @@ def test_smplx_body_carries_the_camera_at_the_eyes(rendered, tmp_path):
         out = layer(**{k: torch.from_numpy(fits[k][frames]) for k in keys})
     eyes = y_up_to_z_up(out.joints[:, [23, 24]].numpy().mean(axis=1))
     assert np.allclose(sample.camera[:, :3, 3], eyes, atol=1e-4)  # between the posed eyes
+    across = y_up_to_z_up((out.joints[:, 24] - out.joints[:, 23]).numpy())  # left -> right eye
+    across /= np.linalg.norm(across, axis=1, keepdims=True)
+    assert np.allclose(sample.camera[:, :3, 0], across, atol=1e-4)  # image x points to the right
     hands = np.asarray(
         Image.open(FrameCache(tmp_path / "scratch").path("hand", f"{frames[0]:06d}"))
     )

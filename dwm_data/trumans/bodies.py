@@ -42,6 +42,7 @@ CC_HAND_GROUPS = {
 # SMPL-X joints of each hand: the wrist and 15 finger joints.
 SMPLX_HAND_JOINTS = {"L": [20, *range(25, 40)], "R": [21, *range(40, 55)]}
 SMPLX_HEAD = 15
+SMPLX_CHUNK = 256  # frames per SMPL-X forward pass
 
 
 @dataclass(frozen=True)
@@ -215,25 +216,22 @@ def evaluate_smplx(
     betas = np.zeros((1, 10), np.float32)
     betas[0, : min(10, fits["betas"].size)] = fits["betas"][:10]
     betas_t = torch.from_numpy(betas)
+    keys = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "transl")
+    vertices, head_joint = [], []
     with torch.no_grad():
         rest = layer(betas=betas_t)
-        out = layer(
-            betas=betas_t.expand(frames, -1),
-            **{
-                k: torch.from_numpy(fits[k])
-                for k in (
-                    "global_orient",
-                    "body_pose",
-                    "left_hand_pose",
-                    "right_hand_pose",
-                    "transl",
-                )
-            },
-            jaw_pose=torch.zeros(frames, 3),
-            leye_pose=torch.zeros(frames, 3),
-            reye_pose=torch.zeros(frames, 3),
-            expression=torch.zeros(frames, 10),
-        )
+        for start in range(0, frames, SMPLX_CHUNK):  # LBS holds (B, V, 4, 4): bound B
+            count = min(SMPLX_CHUNK, frames - start)
+            out = layer(
+                betas=betas_t.expand(count, -1),
+                **{k: torch.from_numpy(fits[k][start : start + count]) for k in keys},
+                jaw_pose=torch.zeros(count, 3),
+                leye_pose=torch.zeros(count, 3),
+                reye_pose=torch.zeros(count, 3),
+                expression=torch.zeros(count, 10),
+            )
+            vertices.append(y_up_to_z_up(out.vertices.numpy()).astype(np.float32))
+            head_joint.append(out.joints[:, SMPLX_HEAD].numpy())
         local = np.concatenate(
             [fits["global_orient"][:, None], fits["body_pose"].reshape(frames, 21, 3)], axis=1
         )
@@ -253,11 +251,11 @@ def evaluate_smplx(
     rest_joints = rest.joints[0].numpy().astype(np.float64)
     head = np.tile(np.eye(4), (frames, 1, 1))
     head[:, :3, :3] = head_rotation
-    head[:, :3, 3] = out.joints[:, SMPLX_HEAD].numpy()
+    head[:, :3, 3] = np.concatenate(head_joint)
     head_rest = np.eye(4)
     head_rest[:3, 3] = rest_joints[SMPLX_HEAD]
     cameras = Y_UP_TO_Z_UP @ head_carried(head, head_rest, smplx_rest_camera(rest_joints))
-    vertices = y_up_to_z_up(out.vertices.numpy()).astype(np.float32)
+    vertices = np.concatenate(vertices)
     faces = np.asarray(layer.faces, dtype=np.int64)
     selected = _hand_selection(layer.lbs_weights.numpy(), hand_ids, vertices.shape[1])
     return SmplxMotion(vertices, faces, cameras, [hand_mesh(s, faces) for s in selected])
