@@ -132,3 +132,22 @@ def test_hand_part_behind_the_camera_is_dropped():
     kept, kept_faces = in_front(verts, faces)
     assert kept_faces.tolist() == [[0, 1, 2]] and np.array_equal(kept, verts[:3])
     assert in_front(verts, faces[1:] * 0 + [[3, 3, 3]])[0] is None
+
+
+def test_hand_vertices_from_the_id_file_or_the_skinning_weights(tmp_path):
+    from dwm_data.trumans.bodies import SMPLX_HAND_JOINTS, hand_selection
+
+    rng = np.random.default_rng(1)
+    weights = rng.random((300, 55))
+    weights[:40, 20] = weights[40:80, 45] = 10.0  # left wrist, a right finger joint
+    by_weights = hand_selection(weights, None, 300)
+    assert np.flatnonzero(by_weights[0]).tolist()[:40] == list(range(40))
+    assert by_weights[1][40:80].all()
+    strongest = weights.argmax(axis=1)
+    assert by_weights[0].sum() == np.isin(strongest, SMPLX_HAND_JOINTS["L"]).sum()
+    ids = {"left_hand": np.flatnonzero(by_weights[0]), "right_hand": np.flatnonzero(by_weights[1])}
+    (tmp_path / "MANO_SMPLX_vertex_ids.pkl").write_bytes(pickle.dumps(ids))
+    by_file = hand_selection(weights * 0, tmp_path / "MANO_SMPLX_vertex_ids.pkl", 300)
+    assert all(np.array_equal(a, b) for a, b in zip(by_file, by_weights, strict=True))
+    with pytest.raises(MissingAssetError, match="MANO_SMPLX_vertex_ids"):
+        hand_selection(weights, tmp_path / "absent.pkl", 300)

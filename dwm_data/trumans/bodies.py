@@ -257,11 +257,11 @@ def evaluate_smplx(
     cameras = Y_UP_TO_Z_UP @ head_carried(head, head_rest, smplx_rest_camera(rest_joints))
     vertices = np.concatenate(vertices)
     faces = np.asarray(layer.faces, dtype=np.int64)
-    selected = _hand_selection(layer.lbs_weights.numpy(), hand_ids, vertices.shape[1])
+    selected = hand_selection(layer.lbs_weights.numpy(), hand_ids, vertices.shape[1])
     return SmplxMotion(vertices, faces, cameras, [hand_mesh(s, faces) for s in selected])
 
 
-def _hand_selection(weights: np.ndarray, hand_ids: Path | None, count: int) -> list[np.ndarray]:
+def hand_selection(weights: np.ndarray, hand_ids: Path | None, count: int) -> list[np.ndarray]:
     """Per side, a vertex mask: from `MANO_SMPLX_vertex_ids.pkl` when given, else the vertices
     whose strongest skinning joint is a hand joint (the licence-free route)."""
     masks = [np.zeros(count, bool), np.zeros(count, bool)]
