@@ -155,6 +155,6 @@ def evaluate(
         _shards(shards), WorldModel.from_weights(weights, base_model), load_recipe(recipe, set), out
     )
     console().print(
-        f"{summary['samples']} samples: PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f} "
+        f"{summary['samples']} samples ({summary['skipped']} broken skipped): PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f} "
         f"(per sample in {out / 'eval.json'})"
     )

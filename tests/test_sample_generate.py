@@ -177,3 +177,21 @@ def test_cli_encode_train_sample_eval(shard_dir, tiny_base, tmp_path, monkeypatc
     summary = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert summary["samples"] == 2 and np.isfinite(summary["psnr"]) and 0 < summary["ssim"] <= 1
     assert "PSNR" in output and len(list((tmp_path / "eval" / "previews").glob("*.mp4"))) == 2
+
+
+def test_eval_scores_samples_and_counts_broken_ones(world_model, tmp_path):
+    from test_model import write_shard
+
+    from dwm_data.recipe import load_recipe
+    from dwm_model.evaluate import evaluate
+
+    write_shard(tmp_path / "e-000000.tar", [20, 21, 22], broken={20: "corrupt"})
+    recipe = load_recipe("tiny", ["eval.steps=1", "eval.limit=0"])
+    summary = evaluate([tmp_path / "e-000000.tar"], world_model, recipe, tmp_path / "eval")
+    assert (summary["samples"], summary["skipped"]) == (2, 1)
+    assert set(summary["per_sample"]) == {"syn-0021", "syn-0022"}
+    assert all(
+        np.isfinite(s["psnr"]) and -1 <= s["ssim"] <= 1 for s in summary["per_sample"].values()
+    )
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["samples"] == 2
+    assert probe(tmp_path / "eval" / "previews" / "syn-0021.mp4").width == 4 * WIDTH
