@@ -24,6 +24,14 @@ CACHE_DIR = "latents"
 CACHE_MEMBER = "latents.safetensors"
 CACHE_RECORD = "cache.json"
 EMPTY_PROMPT = "empty_prompt.safetensors"
+# A resampled stream never ends: this many broken samples in a row means none will ever load
+# (e.g. shards of another size than the recipe's), so the run stops instead of spinning.
+GIVE_UP_AFTER = 200
+
+
+def _give_up(skipped: int, exc: Exception) -> None:
+    if skipped >= GIVE_UP_AFTER:
+        raise DwmDataError(f"{skipped} samples in a row could not be loaded; the last: {exc}")
 
 
 def to_tensor(frames):
@@ -58,6 +66,7 @@ def video_decoder(
             except (DwmDataError, ValueError, UnicodeDecodeError) as exc:
                 skipped += 1
                 log.warning("skipping broken sample %s: %s", key, exc)
+                _give_up(skipped, exc)
                 continue
             out["skipped"], skipped = skipped, 0
             yield out
@@ -77,6 +86,7 @@ def latent_decoder(source: Iterable[dict]) -> Iterator[dict]:
         except (KeyError, ValueError, RuntimeError) as exc:
             skipped += 1
             log.warning("skipping broken cache entry %s: %s", members.get("__key__", "?"), exc)
+            _give_up(skipped, exc)
             continue
         out.update(tensors)
         out["skipped"], skipped = skipped, 0

@@ -75,6 +75,17 @@ def test_samples_of_another_geometry_are_skipped(shard_dir):
     assert batches == []
 
 
+def test_a_stream_where_nothing_loads_stops_instead_of_spinning(shard_dir):
+    stage = video_decoder(FRAMES, 96, 64)  # the recipe's size differs from the shards'
+    urls = [str(p) for p in shards_of(shard_dir)]
+    loader = make_loader(urls, stage, 1, train=True, seed=0, batches_per_worker=2)
+    with pytest.raises(
+        DwmDataError,
+        match="200 samples in a row could not be loaded; the last: .*recipe wants 96x64",
+    ):
+        next(iter(loader))
+
+
 def test_uneven_shards_give_every_rank_the_same_number_of_batches(tmp_path, monkeypatch):
     """3 shards on 2 ranks: split_by_node would give 2 vs 1 shards and hang an all-reduce."""
     write_shard(tmp_path / "a-000000.tar", [0, 1, 2])
