@@ -66,6 +66,8 @@ class RunFolder:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def task_file(self, kind: str, task: int) -> Path:
+        if kind == "empty":  # beside the manifests: the other record of finished units
+            return self.manifests / f"{task:05d}.no-samples.jsonl"
         suffix = {"stats": ".json", "failures": ".jsonl", "logs": ".log", "running": ".json"}.get(
             kind, ""
         )
@@ -197,6 +199,11 @@ def task_state(folder: RunFolder, task: int) -> TaskState:
         state.shards.append(manifest)
         for unit in manifest.units:
             state.done[unit] = manifest.shard
+    empty = folder.task_file("empty", task)
+    if empty.exists():  # units that legitimately produced no sample (e.g. nothing moved)
+        for line in empty.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                state.done.setdefault(json.loads(line)["unit"], "")
     failed = read_failures(folder.task_file("failures", task))
     state.failed = {u: f for u, f in failed.items() if u not in state.done}  # a late timeout record
     return state
@@ -206,7 +213,12 @@ def record_failure(
     folder: RunFolder, task: int, unit: str, stage: str, error: str, message: str
 ) -> None:
     record = {"unit": unit, "stage": stage, "error": error, "message": message, "time": time.time()}
-    with open(folder.task_file("failures", task), "a") as handle:
+    _append_line(folder.task_file("failures", task), record)
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line durably (a kill can at worst cut the line being written)."""
+    with open(path, "a") as handle:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
@@ -306,7 +318,10 @@ def run_task(
                     "unit %s failed at %s: %s\n%s", unit.id, stage, message, traceback.format_exc()
                 )
             else:
-                writer.add_unit(unit.id, samples)
+                if samples:
+                    writer.add_unit(unit.id, samples)
+                else:  # nothing to publish, so it is done as soon as it is recorded
+                    _append_line(folder.task_file("empty", task), {"unit": unit.id})
                 log.info("unit %s: %d samples in %.1fs", unit.id, len(samples), time.time() - t0)
             shutil.rmtree(scratch, ignore_errors=True)
         writer.close()

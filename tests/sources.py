@@ -25,6 +25,7 @@ class SyntheticOptions(BuilderOptions):
     hang: list[int] = []  # units that never finish (for the timeout)
     crash: list[int] = []  # units that kill their worker process
     bad: list[int] = []  # units that raise a UnitError
+    empty: list[int] = []  # units that rightly produce no sample
 
 
 class SyntheticBuilder(Builder):
@@ -44,7 +45,8 @@ class SyntheticBuilder(Builder):
             time.sleep(3600)
         time.sleep(self.options.delay)
         video = self.recipe.video
-        for clip in range(self.options.clips_per_unit):
+        clips = 0 if index in self.options.empty else self.options.clips_per_unit
+        for clip in range(clips):
             frames = synthetic_triplet(
                 video.frames, video.width, video.height, seed=index * 100 + clip
             )

@@ -105,6 +105,27 @@ def test_bad_unit_fails_alone_and_retry_failed_retries_it(tmp_path):
     )  # still bad, still counted once
 
 
+def test_units_without_samples_are_done_not_redone(tmp_path):
+    result = build(
+        BUILDER,
+        {"units": 4, "empty": [0, 3]},
+        recipe("run.tasks=1"),
+        tmp_path / "run",
+        progress=False,
+    )
+    assert result.ok and result.status.done == 4 and result.status.samples == 2
+    log = (tmp_path / "run" / "logs" / "00000.log").read_text()
+    assert log.count("unit000: 0 samples") == 1
+    again = build(
+        BUILDER,
+        {"units": 4, "empty": [0, 3]},
+        recipe("run.tasks=1"),
+        tmp_path / "run",
+        progress=False,
+    )
+    assert again.ok and again.status.done == 4
+
+
 @pytest.mark.slow
 def test_a_hanging_unit_times_out_and_the_rest_finishes(tmp_path):
     result = build(
