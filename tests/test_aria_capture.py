@@ -60,7 +60,7 @@ def test_generated_capture_has_the_real_formats(rough_capture):
     online = read_online_calibrations(files.online_calibration)
     factory_f = recording.calibration().get_focal_lengths()[0]
     online_f = online[0].get_camera_calib("camera-rgb").get_focal_lengths()[0]
-    assert factory_f == pytest.approx(online_f * 1.02)  # the factory calibration has drifted
+    assert factory_f == pytest.approx(online_f * 1.05)  # the factory calibration has drifted
 
 
 def test_trajectory_not_covering_the_interaction(rough_capture, tiny_recipe, tmp_path):
@@ -170,3 +170,31 @@ def test_mps_hands_fitted_with_mano_render_meshes(rough_capture, tiny_recipe, tm
     lit = hand.reshape(-1, 3)[hand.reshape(-1, 3).max(axis=1) > 40]
     assert len(lit) > 9 * 20  # a visible hand in every frame on average
     assert lit[:, 0].mean() > 1.5 * lit[:, 1].mean()  # shaded in the right hand's red
+
+
+def test_hand_masks_cover_the_wearers_hand(rough_capture):
+    """Pixels where the recorded frame differs from the empty room are inside the hand mask."""
+    from dwm_data.aria.capture import find_capture
+    from dwm_data.aria.hands import hand_masks, hand_track
+    from dwm_data.aria.source import CaptureSource
+    from dwm_data.splat.ply import load_ply
+    from dwm_data.splat.render import gsplat_K
+    from dwm_data.splat.train import render_views
+
+    source = CaptureSource.open(find_capture(rough_capture), 64, 48, 1.0, 0.5)
+    last = [len(source.times_ns) - 1]
+    frame = source.frames(last)[0].astype(float)
+    intr = source.camera.intrinsics
+    empty = render_views(
+        load_ply(rough_capture / GROUND_TRUTH),
+        torch.from_numpy(np.linalg.inv(source.poses(last))).float(),
+        torch.from_numpy(gsplat_K(intr)).float()[None],
+        64,
+        48,
+    )[0].numpy()
+    hand = np.abs(frame - empty * 255).max(axis=-1) > 60
+    assert hand.sum() > 20
+    track = hand_track(source.tracking, source.times_ns[last], source.device_camera(last[0]), intr)
+    keep = hand_masks(track, 64, 48)[0]
+    assert (~keep[hand]).mean() > 0.9
+    assert keep.mean() > 0.5  # and the mask leaves most of the scene to train on
