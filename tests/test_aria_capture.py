@@ -26,6 +26,13 @@ def rough_capture(tmp_path_factory) -> Path:
     return write_synthetic_capture(tmp_path_factory.mktemp("aria") / "rough", ROUGH)
 
 
+def few_steps():
+    """The tiny recipe with a token splat, for tests about everything but the splat."""
+    from dwm_data.recipe import load_recipe
+
+    return load_recipe("tiny", ["aria.splat.steps=20", "aria.splat.refine_stop=0"])
+
+
 def _process(capture: Path, recipe, tmp_path: Path, **options):
     import logging
 
@@ -153,15 +160,14 @@ def test_static_video_matches_ground_truth(tmp_path, tiny_recipe):
     assert hands.reshape(9, -1).max(axis=1).min() > 100  # the hand is drawn in every frame
 
 
-@pytest.mark.slow
-def test_mps_hands_fitted_with_mano_render_meshes(rough_capture, tiny_recipe, tmp_path):
+def test_mps_hands_fitted_with_mano_render_meshes(rough_capture, tmp_path):
     """With MANO files (here generated ones in the real format), MPS landmarks become meshes."""
     from dwm_data.hands.synthetic import write_mano_models
     from dwm_data.hands.track import HandTrack
     from dwm_data.video import decode
 
     write_mano_models(tmp_path / "mano")
-    (sample,) = _process(rough_capture, tiny_recipe, tmp_path, mano_dir=str(tmp_path / "mano"))
+    (sample,) = _process(rough_capture, few_steps(), tmp_path, mano_dir=str(tmp_path / "mano"))
     assert sample.meta["hands"] == {"representation": "mesh", "backend": "aria-mps+mano-fit"}
     track = HandTrack.from_npz(sample.hands)
     assert track.valid[:, 1].all() and not track.valid[:, 0].any()
@@ -198,3 +204,13 @@ def test_hand_masks_cover_the_wearers_hand(rough_capture):
     keep = hand_masks(track, 64, 48)[0]
     assert (~keep[hand]).mean() > 0.9
     assert keep.mean() > 0.5  # and the mask leaves most of the scene to train on
+
+
+def test_image_based_hand_backend_runs_on_the_undistorted_frames(rough_capture, tmp_path):
+    """--hands mediapipe: build-taste's backend on the clip's frames, with our exact intrinsics."""
+    pytest.importorskip("mediapipe")
+    from dwm_data.hands.track import HandTrack
+
+    (sample,) = _process(rough_capture, few_steps(), tmp_path, hands="mediapipe")
+    assert sample.meta["hands"] == {"representation": "skeleton", "backend": "mediapipe"}
+    assert HandTrack.from_npz(sample.hands).frames == 9
