@@ -76,7 +76,8 @@ def encode(
     folder = resolve_base(name, video.width, video.height, video.frames)
     result = encode_shards(_shards(shards), resolved, folder)
     console().print(
-        f"encoded {result.samples} samples of {result.shards} shards ({result.skipped} broken skipped)"
+        f"encoded {result.samples} samples of {result.shards} shards ({result.skipped} broken "
+        f"skipped, {result.reused} shards already cached)"
     )
 
 

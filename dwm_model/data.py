@@ -22,7 +22,6 @@ from dwm_data.extras import require
 log = logging.getLogger(__name__)
 CACHE_DIR = "latents"
 CACHE_MEMBER = "latents.safetensors"
-CACHE_RECORD = "cache.json"
 EMPTY_PROMPT = "empty_prompt.safetensors"
 # A resampled stream never ends: this many broken samples in a row means none will ever load
 # (e.g. shards of another size than the recipe's), so the run stops instead of spinning.
@@ -144,6 +143,11 @@ def cache_shard(shard: Path) -> Path:
     return cache_folder(shard) / shard.name
 
 
+def cache_record(shard: Path) -> Path:
+    """What one shard's cache was made with (per shard: a folder may hold caches of two runs)."""
+    return cache_folder(shard) / f"{shard.stem}.json"
+
+
 def cache_fingerprint(
     base_folder: Path, frames: int, width: int, height: int, text_length: int
 ) -> dict:
@@ -167,7 +171,7 @@ def cached_shards(shards: list[Path], fingerprint: dict) -> list[Path] | None:
     """The cache shards when every shard has one made under `fingerprint`, else None."""
     out = []
     for shard in shards:
-        record = cache_folder(shard) / CACHE_RECORD
+        record = cache_record(shard)
         if not cache_shard(shard).is_file() or not record.is_file():
             return None
         if json.loads(record.read_text()).get("fingerprint") != fingerprint:

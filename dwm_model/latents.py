@@ -2,8 +2,8 @@
 
 For `<dir>/x.tar` the cache is `<dir>/latents/x.tar`, a WebDataset shard with the same keys whose
 `latents.safetensors` member holds the moments of the three videos (mean | logvar, as the official
-`encode_with_cogvideox.py` keeps them) and the prompt embedding. `latents/cache.json` records what
-the cache was made with; training uses the cache only when it matches.
+`encode_with_cogvideox.py` keeps them) and the prompt embedding. `latents/x.json` records what
+it was made with; training uses the caches only when all of them match.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from dwm_data.recipe import Recipe
 from dwm_model.config import TrainConfig, check_geometry
 from dwm_model.data import (
     CACHE_MEMBER,
-    CACHE_RECORD,
     EMPTY_PROMPT,
     cache_fingerprint,
     cache_folder,
+    cache_record,
     cache_shard,
+    cached_shards,
     make_loader,
     tensor_bytes,
     video_decoder,
@@ -32,12 +33,15 @@ class EncodeResult:
     shards: int
     samples: int
     skipped: int
+    reused: int  # shards whose cache was already there, made with the same models and geometry
 
 
 def encode_shards(
     shards: list[Path], recipe: Recipe, base_folder: Path, batch_size: int = 1
 ) -> EncodeResult:
-    """Encode every sample of every shard; a shard's cache is written whole or not at all."""
+    """Encode every sample of the shards not cached yet; a shard's cache is written whole or
+    not at all, so an interrupted run is finished by running it again."""
+    import torch
     import webdataset as wds
     from safetensors.torch import save_file
 
@@ -46,13 +50,17 @@ def encode_shards(
     video = recipe.video
     cfg = recipe.section("train", TrainConfig)
     check_geometry(video.frames, video.width, video.height)
-    base = Base(base_folder)
+    cuda = torch.cuda.is_available()
+    base = Base(base_folder, "cuda" if cuda else "cpu", torch.bfloat16 if cuda else torch.float32)
     fingerprint = cache_fingerprint(
         base_folder, video.frames, video.width, video.height, cfg.max_text_length
     )
     stage = video_decoder(video.frames, video.width, video.height)
-    samples = skipped = 0
+    samples = skipped = reused = 0
     for shard in shards:
+        if cached_shards([shard], fingerprint):
+            reused += 1
+            continue
         target = cache_shard(shard)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".tar.tmp")
@@ -81,5 +89,5 @@ def encode_shards(
             str(folder / EMPTY_PROMPT),
         )
         record = {"fingerprint": fingerprint, "base_model": str(base_folder)}
-        (folder / CACHE_RECORD).write_text(json.dumps(record, indent=2))
-    return EncodeResult(len(shards), samples, skipped)
+        cache_record(shard).write_text(json.dumps(record, indent=2))
+    return EncodeResult(len(shards), samples, skipped, reused)

@@ -177,7 +177,9 @@ def test_latent_cache_is_written_once_and_used_by_training(shard_dir, model_cach
     shutil.copytree(shard_dir, folder)
     recipe = load_recipe("tiny", SHORT)
     result = encode_shards(shards_of(folder), recipe, model_cache)
-    assert (result.shards, result.samples, result.skipped) == (2, 6, 0)
+    assert (result.shards, result.samples, result.skipped, result.reused) == (2, 6, 0, 0)
+    again = encode_shards(shards_of(folder), recipe, model_cache)
+    assert (again.samples, again.reused) == (0, 2)
     fingerprint = cache_fingerprint(model_cache, FRAMES, WIDTH, HEIGHT, 32)
     cache = cached_shards(shards_of(folder), fingerprint)
     assert cache == [folder / "latents" / p.name for p in shards_of(folder)]
