@@ -146,7 +146,7 @@ def resolve_base(name: str, width: int, height: int, frames: int) -> Path:
     import tempfile
 
     if name != "tiny":
-        return Path(name).expanduser()
+        return Path(name).expanduser().resolve()
     root = Path(os.environ.get("DWM_MODEL_CACHE", Path.home() / ".cache" / "dwm-data"))
     folder = root / f"tiny-{width}x{height}x{frames}"
     if not (folder / "scheduler" / "scheduler_config.json").is_file():

@@ -171,7 +171,7 @@ def test_official_geometry_is_accepted():
     check_geometry(9, 64, 48)
 
 
-def _trained_like(tiny_base):
+def trained_like(tiny_base):
     """A widened model with adapter whose LoRA B and patch embedding are no longer trivial."""
     model = load_world_model(Base(tiny_base)).eval()
     params = add_lora(model, 4, 8, ("to_k", "to_q", "to_v", "to_out.0"), ("patch_embed.proj",))
@@ -185,7 +185,7 @@ def _trained_like(tiny_base):
 def test_saved_weights_follow_the_official_key_layout(tiny_base, tmp_path):
     from safetensors.torch import load_file
 
-    model = _trained_like(tiny_base)
+    model = trained_like(tiny_base)
     save_weights(model, tmp_path, {"rank": 4, "alpha": 8, "base_model": str(tiny_base)})
     lora = load_file(str(tmp_path / "pytorch_lora_weights.safetensors"))
     inner = 2 * 32
@@ -203,7 +203,7 @@ def test_saved_weights_follow_the_official_key_layout(tiny_base, tmp_path):
 
 @pytest.mark.slow
 def test_saved_weights_reload_in_a_fresh_process_and_reproduce_outputs(tiny_base, tmp_path):
-    model = _trained_like(tiny_base)
+    model = trained_like(tiny_base)
     save_weights(model, tmp_path / "w", {"rank": 4, "alpha": 8, "base_model": str(tiny_base)})
     x = tiny_inputs(model)
     with torch.no_grad():

@@ -11,9 +11,9 @@ from test_model import (  # noqa: F401
     FRAMES,
     HEIGHT,
     WIDTH,
-    _trained_like,
     shard_dir,
     tiny_base,
+    trained_like,
 )
 
 from dwm_data.errors import DwmDataError
@@ -27,7 +27,7 @@ from dwm_model.model import save_weights
 def world_model(tiny_base, tmp_path_factory):
     folder = tmp_path_factory.mktemp("weights")
     save_weights(
-        _trained_like(tiny_base),
+        trained_like(tiny_base),
         folder,
         {"rank": 4, "alpha": 8, "base_model": str(tiny_base), "text_length": 32},
     )
