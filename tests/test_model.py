@@ -171,10 +171,10 @@ def test_official_geometry_is_accepted():
     check_geometry(9, 64, 48)
 
 
-def trained_like(tiny_base):
+def trained_like(tiny_base, alpha: int = 8):
     """A widened model with adapter whose LoRA B and patch embedding are no longer trivial."""
     model = load_world_model(Base(tiny_base)).eval()
-    params = add_lora(model, 4, 8, ("to_k", "to_q", "to_v", "to_out.0"), ("patch_embed.proj",))
+    params = add_lora(model, 4, alpha, ("to_k", "to_q", "to_v", "to_out.0"), ("patch_embed.proj",))
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in params:
@@ -223,6 +223,22 @@ with torch.no_grad():
     got = torch.load(tmp_path / "out.pt")
     assert not torch.allclose(expected, predict_base(tiny_base, x), atol=1e-3)
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_weights_without_our_record_load_as_the_official_release(tiny_base, tmp_path):
+    """The released files carry no adapter record: rank from the shapes, alpha = rank."""
+    from dwm_model.generate import WorldModel
+
+    model = trained_like(tiny_base, alpha=4)
+    save_weights(model, tmp_path, {"rank": 4, "alpha": 4})
+    (tmp_path / "dwm_adapter.json").unlink()
+    x = tiny_inputs(model)
+    loaded = WorldModel(tiny_base, tmp_path)
+    with torch.no_grad():
+        expected = predict(model, scaling=0.7, **x)
+        got = predict(loaded.transformer, scaling=0.7, **x)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert loaded.text_length == 226
 
 
 def predict_base(tiny_base, x):
