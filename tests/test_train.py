@@ -54,6 +54,13 @@ def test_loader_gives_videos_in_minus_one_one_and_every_sample_once(shard_dir):
     assert isinstance(batch["prompt"][0], str)
 
 
+def test_two_loader_workers_read_every_sample_exactly_once(shard_dir):
+    stage = video_decoder(FRAMES, WIDTH, HEIGHT)
+    urls = [str(p) for p in shards_of(shard_dir)]
+    keys = [k for b in make_loader(urls, stage, 2, train=False, num_workers=2) for k in b["key"]]
+    assert sorted(keys) == [f"syn-{i:04d}" for i in range(6)]
+
+
 def test_broken_samples_are_skipped_and_counted(tmp_path):
     write_shard(
         tmp_path / "bad-000000.tar", [10, 11, 12, 13], broken={11: "corrupt", 13: "missing"}
