@@ -51,7 +51,9 @@ def _copy(capture: Path, tmp_path: Path) -> Path:
 def test_generated_capture_has_the_real_formats(rough_capture):
     """The generated MPS files read through projectaria-tools' own readers."""
     from dwm_data.aria.capture import find_capture, read_online_calibrations, read_points
+    from dwm_data.aria.conventions import UPRIGHT
     from dwm_data.aria.hands import HandTracking
+    from dwm_data.aria.synthetic import rgb_extrinsics, upright_path
     from dwm_data.aria.trajectory import Trajectory
 
     files = find_capture(rough_capture)
@@ -60,7 +62,20 @@ def test_generated_capture_has_the_real_formats(rough_capture):
     assert len(times) == round(ROUGH.rgb_fps * (ROUGH.explore_seconds + ROUGH.interact_seconds))
     assert recording.frame(0).shape == (48, 48, 3)
     assert str(recording.calibration().get_model_name()).endswith("FISHEYE624")
-    assert Trajectory.read(files.trajectory).covers(times)
+    trajectory = Trajectory.read(files.trajectory)
+    assert trajectory.covers(times)
+    # quaternions written in MPS order (x, y, z, w) read back as the poses that were written
+    t = 0.5 + 0.005 * np.arange(3)
+    written = np.stack(
+        [
+            upright_path(x, ROUGH.explore_seconds)
+            @ np.linalg.inv(UPRIGHT)
+            @ np.linalg.inv(rgb_extrinsics())
+            for x in t
+        ]
+    )
+    read = trajectory.at(times[0] + np.round(t * 1e9).astype(np.int64))
+    assert np.allclose(read, written, atol=1e-5)
     assert len(read_points(files.points, 1e-3, 5e-2)) == ROUGH.points
     hands = HandTracking.read(files.hand_tracking)
     assert hands.valid[:, 1].all() and not hands.valid[:, 0].any()

@@ -8,17 +8,10 @@ import pytest
 from dwm_data.aria.conventions import (
     UPRIGHT,
     camera_to_world,
-    quat_xyzw_to_matrix,
     upright_pixels,
 )
 from dwm_data.aria.hands import ARIA_TO_OPENPOSE, aria_to_openpose
 from dwm_data.cameras import Intrinsics, project, world_to_camera
-
-
-def test_quaternion_order_matches_scipy():
-    rotation = pytest.importorskip("scipy.spatial.transform").Rotation
-    quats = rotation.random(20, random_state=0)
-    assert np.allclose(quat_xyzw_to_matrix(quats.as_quat()), quats.as_matrix(), atol=1e-12)
 
 
 def test_upright_turn_round_trips_pixels_and_points():

@@ -7,7 +7,8 @@
   with it (`UPRIGHT`), which keeps the axes OpenCV relative to the upright image.
 - Pixel centres sit at integer coordinates in Aria's calibrations, as in `dwm_data.cameras`, so
   intrinsics carry over unchanged; only gsplat needs +0.5 (`dwm_data.splat.render.gsplat_K`).
-- MPS CSVs store quaternions as (qx, qy, qz, qw); Sophus prints (w, x, y, z).
+- MPS CSVs store quaternions as (qx, qy, qz, qw) (scipy's order); Sophus prints (w, x, y, z).
+  Poses are read through projectaria-tools' readers, which know their own files.
 """
 
 from __future__ import annotations
@@ -19,20 +20,6 @@ import numpy as np
 UPRIGHT = np.array(
     [[0.0, 1.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 )
-
-
-def quat_xyzw_to_matrix(quats: np.ndarray) -> np.ndarray:
-    """(N, 4) unit quaternions in MPS CSV order (x, y, z, w) -> (N, 3, 3) rotations."""
-    q = quats / np.linalg.norm(quats, axis=-1, keepdims=True)
-    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        axis=-2,
-    )
 
 
 def se3_matrix(transform) -> np.ndarray:

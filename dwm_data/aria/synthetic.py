@@ -81,7 +81,7 @@ def write_synthetic_capture(root: Path, spec: SyntheticSpec = SyntheticSpec()) -
 
     frame_times = np.arange(0, spec.explore_seconds + spec.interact_seconds, 1 / spec.rgb_fps)
     t0_ns = 2_000_000_000
-    device_camera = _device_camera()
+    device_camera = rgb_extrinsics()
     focal = FOCAL * spec.sensor
     factory = _device_calibration(spec.sensor, device_camera, focal * FACTORY_DRIFT)
 
@@ -203,7 +203,7 @@ def upright_path(t: float, explore: float) -> np.ndarray:
     return _look_at(eye, target)
 
 
-def _device_camera() -> np.ndarray:
+def rgb_extrinsics() -> np.ndarray:
     """T_device_camera of the RGB camera: a few degrees of tilt and an offset, like the glasses."""
     rotation = require("scipy.spatial.transform", "aria").Rotation
     pose = np.eye(4)
@@ -263,7 +263,7 @@ def _hand_device(t: float, explore: float) -> np.ndarray | None:
     if t < explore - 0.6:  # the hand enters shortly before the action, so masks matter
         return None
     cam = _hand_openpose(t) @ UPRIGHT[:3, :3].T  # upright camera -> raw camera frame
-    device = _device_camera()
+    device = rgb_extrinsics()
     return cam @ device[:3, :3].T + device[:3, 3]
 
 
