@@ -29,9 +29,7 @@ def _timed(step: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.perf_counter() - started
 
 
-def _two_hands(
-    mano_dir: Path, frames: int
-) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], Any]:
+def two_hands(mano_dir: Path, frames: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], Any]:
     """Both hands of a generated MANO model moving in front of the camera (F,2,778,3), their
     faces, and the model (the real MANO has the same size, so its timings carry over)."""
     import torch
@@ -79,7 +77,7 @@ def main(quick: bool = False) -> list[tuple[str, str]]:
         )
         detector = MediaPipeHands()
         track, estimate_s = _timed(lambda: landmark_track(clip_frames, detector, k))
-        vertices, faces, hands = _two_hands(Path(tmp) / "mano", frames)
+        vertices, faces, hands = two_hands(Path(tmp) / "mano", frames)
         from dwm_data.hands.fit import fit_mano
 
         _, fit_s = _timed(lambda: fit_mano(track, hands, k))

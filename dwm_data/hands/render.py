@@ -1,20 +1,25 @@
-"""Hand videos: MANO-style meshes rendered offscreen with pyrender, or 21-keypoint skeletons.
+"""Hand videos: MANO-style meshes rendered offscreen with OpenGL, or 21-keypoint skeletons.
 
 The mesh style reproduces the official hand videos so the released checkpoint reads ours: black
 background, constant colours per side (`HAND_COLORS`), z-buffered, and PyTorch3D's
 `SoftPhongShader` lighting as DWM used it (ambient 0.7 + diffuse 0.6 from a point light at the
-camera, no specular, no distance falloff, no gamma, back faces drawn). pyrender's own PBR shader
-has falloff and gamma, so a small Phong fragment shader replaces it; pyrender still does the
-geometry, the z-buffer and the headless GL context (EGL on Mesa, OSMesa when EGL is missing).
+camera, no specular, no distance falloff, no gamma, back faces drawn), with edges antialiased as
+4x MSAA would.
+
+Speed (llvmpipe on a CPU, see docs/benchmarks.md): pyrender's headless context (EGL on Mesa,
+OSMesa when EGL is missing) is kept, but a clip's frames are drawn in one go into tiles of one
+framebuffer and read back once. llvmpipe's MSAA costs ~4x a plain pass, so the image is a plain
+pass (one shaded sample per pixel) plus a coverage pass that draws the back faces, unshaded,
+once per MSAA sample point (the geometry shifted by the point's offset) into one bit each; edge
+pixels are then weighted by the share of bits set, as the MSAA resolve would weight them.
 """
 
 from __future__ import annotations
 
 import ctypes.util
 import os
-import tempfile
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,38 +36,53 @@ HandVertices = Sequence[Sequence[np.ndarray | None]] | np.ndarray
 
 _VERTEX_SHADER = """#version 330 core
 layout(location = 0) in vec3 position;
-layout(location = NORMAL_LOC) in vec3 normal;
-layout(location = COLOR_0_LOC) in vec4 color_0;
-layout(location = INST_M_LOC) in mat4 inst_m;
-uniform mat4 M;
-uniform mat4 V;
-uniform mat4 P;
+layout(location = 1) in vec3 normal;
+uniform vec4 intrinsics;
+uniform vec2 tile;
+uniform vec2 depth_range;
+uniform vec2 shifts[4];
 out vec3 frag_position;
 out vec3 frag_normal;
-out vec4 frag_color_0;
+flat out int sample_bit;
 void main()
 {
-    gl_Position = P * V * M * inst_m * vec4(position, 1.0);
-    frag_position = vec3(M * inst_m * vec4(position, 1.0));
-    frag_normal = normalize(vec3(transpose(inverse(M * inst_m)) * vec4(normal, 0.0)));
-    frag_color_0 = color_0;
+    vec2 pixel = intrinsics.xy * position.xy / position.z + intrinsics.zw + shifts[gl_InstanceID];
+    vec2 ndc = vec2(2.0 * pixel.x / tile.x - 1.0, 1.0 - 2.0 * pixel.y / tile.y);
+    float near = depth_range.x, far = depth_range.y;
+    float z = ((far + near) * position.z - 2.0 * far * near) / (far - near);
+    gl_Position = vec4(ndc * position.z, z, position.z);
+    frag_position = position;
+    frag_normal = normal;
+    sample_bit = 1 << gl_InstanceID;
 }
 """
 
-_FRAGMENT_SHADER = f"""#version 330 core
+_SHADE_SHADER = f"""#version 330 core
 in vec3 frag_position;
 in vec3 frag_normal;
-in vec4 frag_color_0;
-uniform vec3 cam_pos;
+uniform vec3 color;
 out vec4 frag_color;
 void main()
 {{
-    vec3 to_light = normalize(cam_pos - frag_position);
+    vec3 to_light = normalize(-frag_position);
     float lambert = max(dot(normalize(frag_normal), to_light), 0.0);
-    vec3 color = frag_color_0.rgb * ({AMBIENT:.4f} + {DIFFUSE:.4f} * lambert);
-    frag_color = vec4(clamp(color, 0.0, 1.0), 1.0);
+    frag_color = vec4(clamp(color * ({AMBIENT:.4f} + {DIFFUSE:.4f} * lambert), 0.0, 1.0), 1.0);
 }}
 """
+
+_COVER_SHADER = """#version 330 core
+flat in int sample_bit;
+layout(location = 1) out vec4 coverage;
+void main()
+{
+    coverage = vec4(float(sample_bit) / 255.0, 0.0, 0.0, 0.0);
+}
+"""
+
+ATLAS = (2048, 1024)  # the framebuffer of tiles, one per frame: ~13 frames of two hands
+# GL's standard 4x MSAA sample positions inside a pixel (x right, y up from its corner).
+SAMPLE_POSITIONS = ((0.375, 0.125), (0.875, 0.375), (0.125, 0.625), (0.625, 0.875))
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint16)
 
 
 def _choose_gl_platform() -> None:
@@ -71,24 +91,65 @@ def _choose_gl_platform() -> None:
         os.environ["PYOPENGL_PLATFORM"] = "egl" if ctypes.util.find_library("EGL") else "osmesa"
 
 
+class _Draw(NamedTuple):
+    frame: int
+    box: tuple[int, int, int, int]
+    near: float
+    far: float
+    hands: list[tuple[int, int, tuple[float, float, float]]]  # first index, count, colour
+
+
+_Tile = tuple[_Draw, int, int]  # a frame and its tile's corner in the atlas (x, y from the top)
+
+
 class MeshRenderer:
     """One offscreen GL context reused across clips (creating one costs ~100 ms)."""
 
     def __init__(self, width: int, height: int):
         _choose_gl_platform()
         pyrender = require("pyrender", "hands")
-        from pyrender.shader_program import ShaderProgramCache
+        from OpenGL import GL
+        from OpenGL.GL import shaders
 
-        self.pyrender = pyrender
+        self.gl = GL
         self.width, self.height = width, height
-        self.renderer = pyrender.OffscreenRenderer(width, height)
-        self._shader_dir = tempfile.TemporaryDirectory(prefix="dwm-hand-shaders-")
-        shader_dir = Path(self._shader_dir.name)
-        (shader_dir / "mesh.vert").write_text(_VERTEX_SHADER)
-        (shader_dir / "mesh.frag").write_text(_FRAGMENT_SHADER)
-        # pyrender has no public hook for shaders; its program cache takes a shader folder.
-        self.renderer._renderer._program_cache = ShaderProgramCache(shader_dir=str(shader_dir))
-        self.material = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0))
+        self.atlas = (max(ATLAS[0], width), max(ATLAS[1], height))
+        self.context = pyrender.OffscreenRenderer(width, height)
+        self.context._platform.make_current()
+        self.vao = GL.glGenVertexArrays(1)
+        GL.glBindVertexArray(self.vao)
+        self.vbo, self.ibo = GL.glGenBuffers(2)
+        vertex = shaders.compileShader(_VERTEX_SHADER, GL.GL_VERTEX_SHADER)
+        self.programs = {}
+        for name, source in (("shade", _SHADE_SHADER), ("cover", _COVER_SHADER)):
+            program = shaders.compileProgram(
+                vertex, shaders.compileShader(source, GL.GL_FRAGMENT_SHADER)
+            )
+            uniforms = {
+                u: GL.glGetUniformLocation(program, u)
+                for u in ("intrinsics", "tile", "depth_range", "color", "shifts")
+            }
+            self.programs[name] = (program, uniforms)
+        shifts = np.array([(0.0, 0.0)] * 4, np.float32)
+        GL.glUseProgram(self.programs["shade"][0])
+        GL.glUniform2fv(self.programs["shade"][1]["shifts"], 4, shifts)
+        # The pixel centre samples where each MSAA sample would: shift the geometry the other way.
+        shifts = np.array([(0.5 - x, y - 0.5) for x, y in SAMPLE_POSITIONS], np.float32)
+        GL.glUseProgram(self.programs["cover"][0])
+        GL.glUniform2fv(self.programs["cover"][1]["shifts"], 4, shifts)
+        self.fb = GL.glGenFramebuffers(1)
+        colour, cover, depth = GL.glGenRenderbuffers(3)
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fb)
+        for buffer, fmt, attachment in (
+            (colour, GL.GL_RGBA8, GL.GL_COLOR_ATTACHMENT0),
+            (cover, GL.GL_R8, GL.GL_COLOR_ATTACHMENT1),
+            (depth, GL.GL_DEPTH_COMPONENT24, GL.GL_DEPTH_ATTACHMENT),
+        ):
+            GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, buffer)
+            GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, fmt, *self.atlas)
+            GL.glFramebufferRenderbuffer(GL.GL_FRAMEBUFFER, attachment, GL.GL_RENDERBUFFER, buffer)
+        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
+        GL.glLogicOp(GL.GL_OR)
 
     def render(
         self,
@@ -97,63 +158,188 @@ class MeshRenderer:
         intrinsics: Intrinsics,
         colors: dict[str, tuple[float, float, float]] = HAND_COLORS,
     ) -> np.ndarray:
-        pyrender = self.pyrender
         k = intrinsics.scaled(self.width, self.height)
-        left_faces, right_faces = faces if isinstance(faces, tuple) else (faces, faces)
+        pair = faces if isinstance(faces, tuple) else (faces, faces)
+        side_faces = dict(zip(SIDES, pair, strict=True))
+        side_faces = {
+            side: np.asarray(f, np.int64).reshape(-1, 3) for side, f in side_faces.items()
+        }
         out = np.zeros((len(vertices), self.height, self.width, 3), np.uint8)
+        frames = []  # (frame, box, near, far, [(side, verts)])
         for index, per_side in enumerate(vertices):
             hands = [
-                (side, np.asarray(verts, np.float64), side_faces)
-                for side, verts, side_faces in zip(
-                    SIDES, per_side, (left_faces, right_faces), strict=True
-                )
+                (side, np.asarray(verts, np.float64))
+                for side, verts in zip(SIDES, per_side, strict=True)
                 if verts is not None and np.isfinite(np.asarray(verts)).all()
             ]
-            hands = [h for h in hands if (h[1][:, 2] > 0).all()]
+            hands = [(side, verts) for side, verts in hands if (verts[:, 2] > 0).all()]
             if not hands:
                 continue
-            points = np.concatenate([verts for _, verts, _ in hands])
+            points = np.concatenate([verts for _, verts in hands])
             box = _crop(project(points, k), self.width, self.height)
-            if box is None:
-                continue
-            x0, y0, crop_w, crop_h = box
-            scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 1.0), ambient_light=(0, 0, 0))
-            # pyrender's cx/cy count from the pixel corner; ours from the first pixel's centre.
-            camera = pyrender.IntrinsicsCamera(
-                k.fx,
-                k.fy,
-                k.cx + 0.5 - x0,
-                k.cy + 0.5 - y0,
-                znear=points[:, 2].min() * 0.5,
-                zfar=points[:, 2].max() * 2,
-            )
-            scene.add(camera, pose=np.eye(4))
-            for side, verts, side_faces in hands:
-                scene.add(self._mesh(verts, side_faces, colors[side]))
-            self.renderer.viewport_width, self.renderer.viewport_height = crop_w, crop_h
-            color, _ = self.renderer.render(scene, flags=pyrender.RenderFlags.SKIP_CULL_FACES)
-            out[index, y0 : y0 + crop_h, x0 : x0 + crop_w] = color[..., :3]
+            if box is not None:
+                frames.append((index, box, points[:, 2].min() * 0.5, points[:, 2].max() * 2, hands))
+        if not frames:
+            return out
+        attributes, indices, draws = self._geometry(frames, side_faces, colors)
+        self.context._platform.make_current()
+        self._upload(attributes, indices)
+        for batch in _pack(draws, self.atlas):
+            self._draw(batch, k, out)
         return out
 
-    def _mesh(self, verts_cv: np.ndarray, faces: np.ndarray, color: tuple[float, float, float]):
-        """A pyrender mesh in OpenGL camera axes, its faces wound outward so light hits the
-        outside (mirrored left hands and some MANO files arrive wound the other way)."""
-        verts = verts_cv * np.array([1.0, -1.0, -1.0])  # OpenCV -> OpenGL camera axes
-        faces = _outward(verts, np.asarray(faces, np.int64))
-        normals = _vertex_normals(verts, faces)
-        colors = np.tile(np.array([*color, 1.0], np.float32), (len(verts), 1))
-        primitive = self.pyrender.Primitive(
-            positions=verts.astype(np.float32),
-            normals=normals.astype(np.float32),
-            color_0=colors,
-            indices=faces.astype(np.uint32),
-            material=self.material,
-        )
-        return self.pyrender.Mesh([primitive])
+    def _geometry(
+        self,
+        frames: list[tuple[int, tuple[int, int, int, int], float, float, list]],
+        side_faces: dict[str, np.ndarray],
+        colors: dict[str, tuple[float, float, float]],
+    ) -> tuple[np.ndarray, np.ndarray, list[_Draw]]:
+        """Vertex attributes (positions, outward normals), the index buffer (each hand's faces,
+        then the same wound outward for the coverage pass) and the draw list. Normals come from
+        all hands of a side at once: per-hand numpy calls cost more than the drawing."""
+        groups: dict[tuple[str, int], list[int]] = {}  # hands sharing faces and a vertex count
+        hands = [hand for *_, per_frame in frames for hand in per_frame]
+        for number, (side, verts) in enumerate(hands):
+            groups.setdefault((side, len(verts)), []).append(number)
+        normals: list[np.ndarray] = [np.empty(0)] * len(hands)
+        inward = [False] * len(hands)
+        for (side, _), numbers in groups.items():
+            stacked = np.stack([hands[n][1] for n in numbers])
+            group_normals, group_inward = _outward_normals(stacked, side_faces[side])
+            for i, n in enumerate(numbers):
+                normals[n], inward[n] = group_normals[i], group_inward[i]
+        attributes, indices, draws = [], [], []
+        base = first = number = 0
+        for index, box, near, far, per_frame in frames:
+            parts = []
+            for side, verts in per_frame:
+                faces = side_faces[side]
+                outward = faces[:, [0, 2, 1]] if inward[number] else faces
+                attributes.append(np.hstack([verts, normals[number]]))
+                indices += [(faces + base).ravel(), (outward + base).ravel()]
+                parts.append((first, faces.size, colors[side]))
+                base += len(verts)
+                first += 2 * faces.size
+                number += 1
+            draws.append(_Draw(index, box, near, far, parts))
+        return np.concatenate(attributes).astype(np.float32), np.concatenate(indices), draws
+
+    def _upload(self, attributes: np.ndarray, indices: np.ndarray) -> None:
+        GL = self.gl
+        GL.glBindVertexArray(self.vao)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.vbo)
+        GL.glBufferData(GL.GL_ARRAY_BUFFER, attributes.nbytes, attributes, GL.GL_STREAM_DRAW)
+        for location in range(2):
+            GL.glEnableVertexAttribArray(location)
+            GL.glVertexAttribPointer(
+                location, 3, GL.GL_FLOAT, False, 24, ctypes.c_void_p(12 * location)
+            )
+        GL.glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, self.ibo)
+        indices = indices.astype(np.uint32)
+        GL.glBufferData(GL.GL_ELEMENT_ARRAY_BUFFER, indices.nbytes, indices, GL.GL_STREAM_DRAW)
+
+    def _pass(self, name: str, batch: list[_Tile], k: Intrinsics, instances: int) -> None:
+        """Draw every frame of the batch into its tile with program `name`."""
+        GL = self.gl
+        program, u = self.programs[name]
+        GL.glUseProgram(program)
+        for draw, x, y in batch:
+            x0, y0, w, h = draw.box
+            GL.glViewport(x, self.atlas[1] - y - h, w, h)
+            # Pixel centres sit at +0.5 in GL window coordinates, at integers in ours.
+            GL.glUniform4f(u["intrinsics"], k.fx, k.fy, k.cx + 0.5 - x0, k.cy + 0.5 - y0)
+            GL.glUniform2f(u["tile"], w, h)
+            GL.glUniform2f(u["depth_range"], draw.near, draw.far)
+            for first, count, color in draw.hands:
+                if name == "cover":  # the outward-wound copy, so that back faces are culled
+                    first += count
+                GL.glUniform3f(u["color"], *color)
+                GL.glDrawElementsInstanced(
+                    GL.GL_TRIANGLES,
+                    count,
+                    GL.GL_UNSIGNED_INT,
+                    ctypes.c_void_p(4 * first),
+                    instances,
+                )
+
+    def _draw(self, batch: list[_Tile], k: Intrinsics, out: np.ndarray) -> None:
+        """Render one atlas of frames (shaded, then covered) and copy them into `out`."""
+        GL = self.gl
+        wide = max(x + d.box[2] for d, x, _ in batch)
+        used = max(y + d.box[3] for d, _, y in batch)
+        top = self.atlas[1] - used
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fb)
+        GL.glBindVertexArray(self.vao)
+        GL.glDrawBuffers(2, [GL.GL_COLOR_ATTACHMENT0, GL.GL_COLOR_ATTACHMENT1])
+        GL.glViewport(0, 0, *self.atlas)
+        GL.glClearColor(0.0, 0.0, 0.0, 0.0)
+        GL.glDepthMask(GL.GL_TRUE)
+        GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
+        GL.glDisable(GL.GL_CULL_FACE)
+        GL.glEnable(GL.GL_DEPTH_TEST)
+        GL.glDepthFunc(GL.GL_LESS)
+        GL.glDrawBuffers(2, [GL.GL_COLOR_ATTACHMENT0, GL.GL_NONE])
+        self._pass("shade", batch, k, 1)
+        GL.glDisable(GL.GL_DEPTH_TEST)
+        GL.glEnable(GL.GL_COLOR_LOGIC_OP)
+        GL.glDrawBuffers(2, [GL.GL_NONE, GL.GL_COLOR_ATTACHMENT1])
+        # Only faces turned away from the camera (clockwise on screen, once wound outward): every
+        # ray into a closed surface leaves through one, and so does one into the open wrist.
+        GL.glEnable(GL.GL_CULL_FACE)
+        GL.glCullFace(GL.GL_BACK)
+        GL.glFrontFace(GL.GL_CW)
+        self._pass("cover", batch, k, 4)
+        GL.glDisable(GL.GL_CULL_FACE)
+        GL.glDisable(GL.GL_COLOR_LOGIC_OP)
+        colour = np.empty((used, wide, 4), np.uint8)  # alpha: the pixel centre hit a hand
+        cover = np.empty((used, wide), np.uint8)
+        for attachment, fmt, array in ((0, GL.GL_RGBA, colour), (1, GL.GL_RED, cover)):
+            GL.glReadBuffer(GL.GL_COLOR_ATTACHMENT0 + attachment)
+            GL.glReadPixels(0, top, wide, used, fmt, GL.GL_UNSIGNED_BYTE, array)
+        _antialias(colour, cover)
+        image = colour[::-1, :, :3]  # GL rows run bottom-up
+        for draw, x, y in batch:
+            x0, y0, w, h = draw.box
+            out[draw.frame, y0 : y0 + h, x0 : x0 + w] = image[y : y + h, x : x + w]
 
     def close(self) -> None:
-        self.renderer.delete()
-        self._shader_dir.cleanup()
+        self.context.delete()
+
+
+def _antialias(colour: np.ndarray, cover: np.ndarray) -> None:
+    """`colour` (RGBA) made what 4x MSAA would make of it: each pixel the hands cover in part
+    (`cover` holds one bit per sample point) weighted by the share covered. A pixel whose
+    centre missed takes the mean colour of its hit neighbours, as MSAA shades it from the
+    same faces."""
+    width, flat = cover.shape[1], colour.reshape(-1, 4)
+    hit = flat[:, 3] > 0
+    edge = np.flatnonzero(cover.ravel() - np.uint8(1) < 14)  # 1..14: some samples, not all
+    source = flat[edge, :3].astype(np.float32)
+    missed = ~hit[edge]
+    total = np.zeros((int(missed.sum()), 3), np.float32)
+    count = np.zeros(len(total), np.float32)
+    for step in (-width - 1, -width, -width + 1, -1, 1, width - 1, width, width + 1):
+        near = np.clip(edge[missed] + step, 0, len(flat) - 1)
+        total += flat[near, :3] * hit[near, None]
+        count += hit[near]
+    source[missed] = total / np.maximum(count, 1)[:, None]
+    share = _POPCOUNT[cover.ravel()[edge]] / np.float32(4)
+    flat[edge, :3] = np.round(source * share[:, None]).astype(np.uint8)
+
+
+def _pack(draws: list[_Draw], atlas: tuple[int, int]) -> Iterator[list[_Tile]]:
+    """Tiles placed in rows across the atlas: (draw, x, y from the top), one batch per atlas."""
+    batch, x, y, row = [], 0, 0, 0
+    for draw in draws:
+        w, h = draw.box[2:]
+        if x + w > atlas[0]:
+            x, y, row = 0, y + row, 0
+        if y + h > atlas[1]:
+            yield batch
+            batch, x, y, row = [], 0, 0, 0
+        batch.append((draw, x, y))
+        x, row = x + w, max(row, h)
+    yield batch
 
 
 _RENDERERS: dict[tuple[int, int], MeshRenderer] = {}
@@ -218,11 +404,11 @@ def render_skeleton(
     return out
 
 
-def _crop(pixels: np.ndarray, width: int, height: int, step: int = 64) -> tuple[int, ...] | None:
+def _crop(pixels: np.ndarray, width: int, height: int, step: int = 16) -> tuple[int, ...] | None:
     """(x0, y0, w, h): the part of the image the hands can cover, in sizes rounded up to `step`
-    so the framebuffer is rarely re-made. llvmpipe's cost grows with the pixels drawn and read
-    back, and hands cover a fraction of the frame: measured 5x faster than full frames at
-    720x480. Integer shifts of the principal point keep the rasterisation pixel-identical."""
+    so tiles pack in rows. llvmpipe's cost grows with the pixels drawn and read back, and hands
+    cover a fraction of the frame: measured 5x faster than full frames at 720x480. Integer
+    shifts of the principal point keep the rasterisation pixel-identical."""
     low = np.floor(pixels.min(axis=0)).astype(int) - 2
     high = np.ceil(pixels.max(axis=0)).astype(int) + 3
     low, high = np.maximum(low, 0), np.minimum(high, [width, height])
@@ -233,20 +419,27 @@ def _crop(pixels: np.ndarray, width: int, height: int, step: int = 64) -> tuple[
     return int(start[0]), int(start[1]), int(size[0]), int(size[1])
 
 
-def _outward(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Faces reversed when their signed volume about the centroid is negative (inward)."""
-    centred = verts - verts.mean(axis=0)
-    a, b, c = (centred[faces[:, i]] for i in range(3))
-    volume = np.einsum("ij,ij->i", a, np.cross(b, c)).sum()
-    return faces if volume >= 0 else faces[:, [0, 2, 1]]
-
-
-def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (what smooth shading in PyTorch3D interpolates)."""
-    a, b, c = (verts[faces[:, i]] for i in range(3))
-    face_normals = np.cross(b - a, c - a)
-    normals = np.zeros_like(verts)
-    for i in range(3):
-        np.add.at(normals, faces[:, i], face_normals)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return normals / np.where(length > 0, length, 1.0)
+def _outward_normals(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For (n,V,3) hands sharing `faces`: area-weighted vertex normals (what smooth shading in
+    PyTorch3D interpolates) pointing out of each mesh so light hits the outside, and which hands
+    are wound inward (mirrored left hands and some MANO files), from the signed volume about
+    the centroid."""
+    count, num_v = verts.shape[:2]
+    if len(faces) == 0:
+        return np.zeros_like(verts), np.zeros(count, bool)
+    a, b, c = (verts[:, faces[:, i]] for i in range(3))
+    face_normals = np.cross(b - a, c - a)  # (n,T,3)
+    centred = a - verts.mean(axis=1, keepdims=True)
+    volume = np.einsum("ntj,ntj->n", centred, face_normals)
+    face_normals *= np.where(volume < 0, -1.0, 1.0)[:, None, None]
+    ids = (faces.ravel()[None, :] + num_v * np.arange(count)[:, None]).ravel()
+    normals = np.stack(
+        [
+            np.bincount(ids, np.repeat(face_normals[..., i], 3, axis=1).ravel(), count * num_v)
+            for i in range(3)
+        ],
+        axis=1,
+    ).reshape(count, num_v, 3)
+    length = np.linalg.norm(normals, axis=2, keepdims=True)
+    normals /= np.where(length > 0, length, 1.0)
+    return normals, volume < 0
