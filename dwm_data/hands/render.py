@@ -96,7 +96,7 @@ class _Draw(NamedTuple):
     box: tuple[int, int, int, int]
     near: float
     far: float
-    hands: list[tuple[int, int, tuple[float, float, float]]]  # first index, count, colour
+    hands: list[tuple[int, int, int, tuple[float, float, float]]]  # first, count, back, colour
 
 
 _Tile = tuple[_Draw, int, int]  # a frame and its tile's corner in the atlas (x, y from the top)
@@ -194,32 +194,34 @@ class MeshRenderer:
         side_faces: dict[str, np.ndarray],
         colors: dict[str, tuple[float, float, float]],
     ) -> tuple[np.ndarray, np.ndarray, list[_Draw]]:
-        """Vertex attributes (positions, outward normals), the index buffer (each hand's faces,
-        then the same wound outward for the coverage pass) and the draw list. Normals come from
-        all hands of a side at once: per-hand numpy calls cost more than the drawing."""
+        """Vertex attributes (positions, outward normals), the index buffer and the draw list.
+        Each hand's faces turned to the camera come first (the depth test then skips shading
+        most of the rest), those turned away last: the coverage pass draws only them, as every
+        ray into a closed surface leaves through one, and so does one into the open wrist.
+        Normals come from all hands of a side at once: per-hand numpy calls cost more than GL."""
         groups: dict[tuple[str, int], list[int]] = {}  # hands sharing faces and a vertex count
         hands = [hand for *_, per_frame in frames for hand in per_frame]
         for number, (side, verts) in enumerate(hands):
             groups.setdefault((side, len(verts)), []).append(number)
         normals: list[np.ndarray] = [np.empty(0)] * len(hands)
-        inward = [False] * len(hands)
+        away: list[np.ndarray] = [np.empty(0)] * len(hands)
         for (side, _), numbers in groups.items():
             stacked = np.stack([hands[n][1] for n in numbers])
-            group_normals, group_inward = _outward_normals(stacked, side_faces[side])
+            group_normals, group_away = _outward_normals(stacked, side_faces[side])
             for i, n in enumerate(numbers):
-                normals[n], inward[n] = group_normals[i], group_inward[i]
+                normals[n], away[n] = group_normals[i], group_away[i]
         attributes, indices, draws = [], [], []
         base = first = number = 0
         for index, box, near, far, per_frame in frames:
             parts = []
             for side, verts in per_frame:
                 faces = side_faces[side]
-                outward = faces[:, [0, 2, 1]] if inward[number] else faces
+                turned = away[number]
                 attributes.append(np.hstack([verts, normals[number]]))
-                indices += [(faces + base).ravel(), (outward + base).ravel()]
-                parts.append((first, faces.size, colors[side]))
+                indices += [(faces + base).ravel(), (faces[turned] + base).ravel()]
+                parts.append((first, faces.size, 3 * int(turned.sum()), colors[side]))
                 base += len(verts)
-                first += 2 * faces.size
+                first += faces.size + 3 * int(turned.sum())
                 number += 1
             draws.append(_Draw(index, box, near, far, parts))
         return np.concatenate(attributes).astype(np.float32), np.concatenate(indices), draws
@@ -250,9 +252,9 @@ class MeshRenderer:
             GL.glUniform4f(u["intrinsics"], k.fx, k.fy, k.cx + 0.5 - x0, k.cy + 0.5 - y0)
             GL.glUniform2f(u["tile"], w, h)
             GL.glUniform2f(u["depth_range"], draw.near, draw.far)
-            for first, count, color in draw.hands:
-                if name == "cover":  # the outward-wound copy, so that back faces are culled
-                    first += count
+            for first, count, back, color in draw.hands:
+                if name == "cover":  # the faces turned away, which come last
+                    first, count = first + count, back
                 GL.glUniform3f(u["color"], *color)
                 GL.glDrawElementsInstanced(
                     GL.GL_TRIANGLES,
@@ -271,10 +273,12 @@ class MeshRenderer:
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fb)
         GL.glBindVertexArray(self.vao)
         GL.glDrawBuffers(2, [GL.GL_COLOR_ATTACHMENT0, GL.GL_COLOR_ATTACHMENT1])
-        GL.glViewport(0, 0, *self.atlas)
+        GL.glEnable(GL.GL_SCISSOR_TEST)  # clear only the tiles in use
+        GL.glScissor(0, top, wide, used)
         GL.glClearColor(0.0, 0.0, 0.0, 0.0)
         GL.glDepthMask(GL.GL_TRUE)
         GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
+        GL.glDisable(GL.GL_SCISSOR_TEST)
         GL.glDisable(GL.GL_CULL_FACE)
         GL.glEnable(GL.GL_DEPTH_TEST)
         GL.glDepthFunc(GL.GL_LESS)
@@ -283,13 +287,7 @@ class MeshRenderer:
         GL.glDisable(GL.GL_DEPTH_TEST)
         GL.glEnable(GL.GL_COLOR_LOGIC_OP)
         GL.glDrawBuffers(2, [GL.GL_NONE, GL.GL_COLOR_ATTACHMENT1])
-        # Only faces turned away from the camera (clockwise on screen, once wound outward): every
-        # ray into a closed surface leaves through one, and so does one into the open wrist.
-        GL.glEnable(GL.GL_CULL_FACE)
-        GL.glCullFace(GL.GL_BACK)
-        GL.glFrontFace(GL.GL_CW)
         self._pass("cover", batch, k, 4)
-        GL.glDisable(GL.GL_CULL_FACE)
         GL.glDisable(GL.GL_COLOR_LOGIC_OP)
         colour = np.empty((used, wide, 4), np.uint8)  # alpha: the pixel centre hit a hand
         cover = np.empty((used, wide), np.uint8)
@@ -421,12 +419,12 @@ def _crop(pixels: np.ndarray, width: int, height: int, step: int = 16) -> tuple[
 
 def _outward_normals(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For (n,V,3) hands sharing `faces`: area-weighted vertex normals (what smooth shading in
-    PyTorch3D interpolates) pointing out of each mesh so light hits the outside, and which hands
-    are wound inward (mirrored left hands and some MANO files), from the signed volume about
-    the centroid."""
+    PyTorch3D interpolates) pointing out of each mesh so light hits the outside, and the (n,T)
+    faces turned away from the camera. Mirrored left hands and some MANO files arrive wound
+    inward, which the signed volume about the centroid reveals."""
     count, num_v = verts.shape[:2]
     if len(faces) == 0:
-        return np.zeros_like(verts), np.zeros(count, bool)
+        return np.zeros_like(verts), np.zeros((count, 0), bool)
     a, b, c = (verts[:, faces[:, i]] for i in range(3))
     face_normals = np.cross(b - a, c - a)  # (n,T,3)
     centred = a - verts.mean(axis=1, keepdims=True)
@@ -442,4 +440,4 @@ def _outward_normals(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     ).reshape(count, num_v, 3)
     length = np.linalg.norm(normals, axis=2, keepdims=True)
     normals /= np.where(length > 0, length, 1.0)
-    return normals, volume < 0
+    return normals, np.einsum("ntj,ntj->nt", face_normals, a) > 0
