@@ -47,7 +47,7 @@ flat out int sample_bit;
 void main()
 {
     vec2 pixel = intrinsics.xy * position.xy / position.z + intrinsics.zw + shifts[gl_InstanceID];
-    vec2 ndc = vec2(2.0 * pixel.x / tile.x - 1.0, 1.0 - 2.0 * pixel.y / tile.y);
+    vec2 ndc = 2.0 * pixel / tile - 1.0;  // upside down: GL's rows come back top first
     float near = depth_range.x, far = depth_range.y;
     float z = ((far + near) * position.z - 2.0 * far * near) / (far - near);
     gl_Position = vec4(ndc * position.z, z, position.z);
@@ -99,7 +99,7 @@ class _Draw(NamedTuple):
     hands: list[tuple[int, int, int, tuple[float, float, float]]]  # first, count, back, colour
 
 
-_Tile = tuple[_Draw, int, int]  # a frame and its tile's corner in the atlas (x, y from the top)
+_Tile = tuple[_Draw, int, int]  # a frame and its tile's corner (x, y) in the atlas
 
 
 class MeshRenderer:
@@ -247,7 +247,7 @@ class MeshRenderer:
         GL.glUseProgram(program)
         for draw, x, y in batch:
             x0, y0, w, h = draw.box
-            GL.glViewport(x, self.atlas[1] - y - h, w, h)
+            GL.glViewport(x, y, w, h)
             # Pixel centres sit at +0.5 in GL window coordinates, at integers in ours.
             GL.glUniform4f(u["intrinsics"], k.fx, k.fy, k.cx + 0.5 - x0, k.cy + 0.5 - y0)
             GL.glUniform2f(u["tile"], w, h)
@@ -269,12 +269,11 @@ class MeshRenderer:
         GL = self.gl
         wide = max(x + d.box[2] for d, x, _ in batch)
         used = max(y + d.box[3] for d, _, y in batch)
-        top = self.atlas[1] - used
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fb)
         GL.glBindVertexArray(self.vao)
         GL.glDrawBuffers(2, [GL.GL_COLOR_ATTACHMENT0, GL.GL_COLOR_ATTACHMENT1])
         GL.glEnable(GL.GL_SCISSOR_TEST)  # clear only the tiles in use
-        GL.glScissor(0, top, wide, used)
+        GL.glScissor(0, 0, wide, used)
         GL.glClearColor(0.0, 0.0, 0.0, 0.0)
         GL.glDepthMask(GL.GL_TRUE)
         GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
@@ -289,13 +288,12 @@ class MeshRenderer:
         GL.glDrawBuffers(2, [GL.GL_NONE, GL.GL_COLOR_ATTACHMENT1])
         self._pass("cover", batch, k, 4)
         GL.glDisable(GL.GL_COLOR_LOGIC_OP)
-        colour = np.empty((used, wide, 4), np.uint8)  # alpha: the pixel centre hit a hand
+        image = np.empty((used, wide, 3), np.uint8)
         cover = np.empty((used, wide), np.uint8)
-        for attachment, fmt, array in ((0, GL.GL_RGBA, colour), (1, GL.GL_RED, cover)):
+        for attachment, fmt, array in ((0, GL.GL_RGB, image), (1, GL.GL_RED, cover)):
             GL.glReadBuffer(GL.GL_COLOR_ATTACHMENT0 + attachment)
-            GL.glReadPixels(0, top, wide, used, fmt, GL.GL_UNSIGNED_BYTE, array)
-        _antialias(colour, cover)
-        image = colour[::-1, :, :3]  # GL rows run bottom-up
+            GL.glReadPixels(0, 0, wide, used, fmt, GL.GL_UNSIGNED_BYTE, array)
+        _antialias(image, cover)
         for draw, x, y in batch:
             x0, y0, w, h = draw.box
             out[draw.frame, y0 : y0 + h, x0 : x0 + w] = image[y : y + h, x : x + w]
@@ -304,29 +302,30 @@ class MeshRenderer:
         self.context.delete()
 
 
-def _antialias(colour: np.ndarray, cover: np.ndarray) -> None:
-    """`colour` (RGBA) made what 4x MSAA would make of it: each pixel the hands cover in part
-    (`cover` holds one bit per sample point) weighted by the share covered. A pixel whose
-    centre missed takes the mean colour of its hit neighbours, as MSAA shades it from the
-    same faces."""
-    width, flat = cover.shape[1], colour.reshape(-1, 4)
-    hit = flat[:, 3] > 0
+def _antialias(image: np.ndarray, cover: np.ndarray) -> None:
+    """`image` made what 4x MSAA would make of it: each pixel the hands cover in part (`cover`
+    holds one bit per sample point) weighted by the share covered. A pixel whose centre missed
+    (black: lit colours never are) takes the mean colour of its hit neighbours, as MSAA shades
+    it from the same faces."""
+    width, flat = cover.shape[1], image.reshape(-1, 3)
     edge = np.flatnonzero(cover.ravel() - np.uint8(1) < 14)  # 1..14: some samples, not all
-    source = flat[edge, :3].astype(np.float32)
-    missed = ~hit[edge]
-    total = np.zeros((int(missed.sum()), 3), np.float32)
-    count = np.zeros(len(total), np.float32)
+    source = flat[edge].astype(np.float32)
+    missing = ~source.any(axis=1)
+    missed = edge[missing]
+    total = np.zeros((len(missed), 3), np.float32)
+    count = np.zeros(len(missed), np.float32)
     for step in (-width - 1, -width, -width + 1, -1, 1, width - 1, width, width + 1):
-        near = np.clip(edge[missed] + step, 0, len(flat) - 1)
-        total += flat[near, :3] * hit[near, None]
-        count += hit[near]
-    source[missed] = total / np.maximum(count, 1)[:, None]
+        near = flat[np.clip(missed + step, 0, len(flat) - 1)]
+        hit = near.any(axis=1)
+        total += near * hit[:, None]
+        count += hit
+    source[missing] = total / np.maximum(count, 1)[:, None]
     share = _POPCOUNT[cover.ravel()[edge]] / np.float32(4)
-    flat[edge, :3] = np.round(source * share[:, None]).astype(np.uint8)
+    flat[edge] = np.round(source * share[:, None]).astype(np.uint8)
 
 
 def _pack(draws: list[_Draw], atlas: tuple[int, int]) -> Iterator[list[_Tile]]:
-    """Tiles placed in rows across the atlas: (draw, x, y from the top), one batch per atlas."""
+    """Tiles placed in rows across the atlas: (draw, x, y), one batch per atlas."""
     batch, x, y, row = [], 0, 0, 0
     for draw in draws:
         w, h = draw.box[2:]
