@@ -54,7 +54,7 @@ def two_hands(mano_dir: Path, frames: int) -> tuple[np.ndarray, tuple[np.ndarray
 def main(quick: bool = False) -> list[tuple[str, str]]:
     from dwm_data.hands.backend import landmark_track
     from dwm_data.hands.landmarks import MediaPipeHands
-    from dwm_data.hands.render import mesh_renderer, render_mesh, render_skeleton
+    from dwm_data.hands.render import render_mesh, render_skeleton
     from dwm_data.video import read_clip
 
     video = load_recipe("dwm").video
@@ -81,7 +81,8 @@ def main(quick: bool = False) -> list[tuple[str, str]]:
         from dwm_data.hands.fit import fit_mano
 
         _, fit_s = _timed(lambda: fit_mano(track, hands, k))
-        mesh_renderer(width, height)  # the GL context is made once per worker, not per clip
+        # A worker makes its GL context and llvmpipe compiles its shaders once, not per clip.
+        render_mesh(vertices[:1], faces, k, width, height)
         hand_video, mesh_s = _timed(lambda: render_mesh(vertices, faces, k, width, height))
         _, skeleton_s = _timed(lambda: render_skeleton(track, k, width, height))
         from dwm_data.video import encode
