@@ -8,10 +8,11 @@ camera, no specular, no distance falloff, no gamma, back faces drawn), with edge
 
 Speed (llvmpipe on a CPU, see docs/benchmarks.md): pyrender's headless context (EGL on Mesa,
 OSMesa when EGL is missing) is kept, but a clip's frames are drawn in one go into tiles of one
-framebuffer and read back once. llvmpipe's MSAA costs ~4x a plain pass, so the image is a plain
-pass (one shaded sample per pixel) plus a coverage pass that draws the back faces, unshaded,
-once per MSAA sample point (the geometry shifted by the point's offset) into one bit each; edge
-pixels are then weighted by the share of bits set, as the MSAA resolve would weight them.
+framebuffer and read back once. llvmpipe's MSAA costs 2.5x a plain pass, so the image is a plain
+pass (one shaded sample per pixel) plus a coverage pass that draws the faces turned away from the
+camera, unshaded, once per MSAA sample point (the geometry shifted by the point's offset) into
+one bit each; edge pixels are then weighted by the share of bits set, as the MSAA resolve would
+weight them. tests/test_hands_render_reference.py holds the old pyrender path as the reference.
 """
 
 from __future__ import annotations
@@ -195,10 +196,10 @@ class MeshRenderer:
         colors: dict[str, tuple[float, float, float]],
     ) -> tuple[np.ndarray, np.ndarray, list[_Draw]]:
         """Vertex attributes (positions, outward normals), the index buffer and the draw list.
-        Each hand's faces turned to the camera come first (the depth test then skips shading
-        most of the rest), those turned away last: the coverage pass draws only them, as every
-        ray into a closed surface leaves through one, and so does one into the open wrist.
-        Normals come from all hands of a side at once: per-hand numpy calls cost more than GL."""
+        Each hand's faces are followed by those of them turned away from the camera, which the
+        coverage pass draws: every ray into a closed surface leaves through one, and so does one
+        into the open wrist. Normals come from all hands of a side at once: per-hand numpy calls
+        cost more than GL."""
         groups: dict[tuple[str, int], list[int]] = {}  # hands sharing faces and a vertex count
         hands = [hand for *_, per_frame in frames for hand in per_frame]
         for number, (side, verts) in enumerate(hands):
@@ -227,6 +228,7 @@ class MeshRenderer:
         return np.concatenate(attributes).astype(np.float32), np.concatenate(indices), draws
 
     def _upload(self, attributes: np.ndarray, indices: np.ndarray) -> None:
+        """One vertex and one index buffer for the whole clip."""
         GL = self.gl
         GL.glBindVertexArray(self.vao)
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.vbo)
@@ -253,7 +255,7 @@ class MeshRenderer:
             GL.glUniform2f(u["tile"], w, h)
             GL.glUniform2f(u["depth_range"], draw.near, draw.far)
             for first, count, back, color in draw.hands:
-                if name == "cover":  # the faces turned away, which come last
+                if name == "cover":  # the faces turned away, listed after the hand's faces
                     first, count = first + count, back
                 GL.glUniform3f(u["color"], *color)
                 GL.glDrawElementsInstanced(
