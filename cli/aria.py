@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cli.common import (
-    ExecutorOpt,
-    OverwriteOpt,
-    QuietOpt,
-    RecipeOpt,
-    RetryOpt,
-    SetOpt,
-    TasksOpt,
-    WorkersOpt,
-    run_build,
-)
+from cli.common import OutArg, builder_command
 
 
+@builder_command("aria-capture")
 def aria_capture(
     capture: Annotated[
         Path,
         typer.Argument(help="A capture folder (.vrs + MPS outputs), or a folder of captures."),
     ],
-    out: Annotated[Path, typer.Argument(help="Run folder to write (resumed if it exists).")],
+    out: OutArg,
     start: Annotated[
         list[str] | None,
         typer.Option(
@@ -47,15 +38,7 @@ def aria_capture(
     license: Annotated[
         str, typer.Option(help="Licence of the capture, recorded in every sample.")
     ] = "unspecified",
-    recipe: RecipeOpt = "dwm",
-    set: SetOpt = None,
-    workers: WorkersOpt = None,
-    tasks: TasksOpt = None,
-    executor: ExecutorOpt = None,
-    retry_failed: RetryOpt = False,
-    overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Train a Gaussian splat of each capture's scene on the frames before the action and render
     it along the interaction cameras: static video beside the recorded one, hands from MPS.
 
@@ -71,16 +54,4 @@ def aria_capture(
         "hamer_dir": str(hamer_dir.resolve()) if hamer_dir else None,
         "splats": str((out / "splats").resolve()),
     }
-    run_build(
-        "aria-capture",
-        options,
-        out,
-        recipe,
-        set,
-        workers=workers,
-        tasks=tasks,
-        executor=executor,
-        retry_failed=retry_failed,
-        overwrite=overwrite,
-        quiet=quiet,
-    )
+    return options

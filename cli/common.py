@@ -5,6 +5,10 @@ Only the standard library and Typer are imported at the top, so `dwm-data --help
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +47,59 @@ OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Delete OUT first instead of resuming it.")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+OutArg = Annotated[Path, typer.Argument(help="Run folder to write (resumed if it exists).")]
+
+
+def _run_options(
+    out: OutArg,
+    recipe: RecipeOpt = "dwm",
+    set: SetOpt = None,
+    workers: WorkersOpt = None,
+    tasks: TasksOpt = None,
+    executor: ExecutorOpt = None,
+    retry_failed: RetryOpt = False,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The parameters every builder command shares (a template read by `builder_command`)."""
+
+
+def builder_command(builder: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., None]]:
+    """Make a function that maps a source's CLI options to builder options into a full command.
+
+    The function declares only its own arguments and options and returns the options dict; the
+    command gets OUT after its arguments, the shared run options after its own, and the run.
+    """
+
+    def wrap(fn: Callable[..., dict[str, Any]]) -> Callable[..., None]:
+        own = inspect.signature(fn).parameters
+        shared = inspect.signature(_run_options).parameters
+        hints = typing.get_type_hints(fn, include_extras=True) | typing.get_type_hints(
+            _run_options, include_extras=True
+        )
+        takes_out = "out" in own  # a source that keeps files of its own in OUT declares it
+        arguments = [p for p in own.values() if p.default is inspect.Parameter.empty]
+        options = [p for p in own.values() if p.default is not inspect.Parameter.empty]
+        out = [] if takes_out else [shared["out"]]
+        rest = [p for name, p in shared.items() if name != "out"]
+        parameters = [
+            p.replace(annotation=hints[p.name]) for p in (*arguments, *out, *options, *rest)
+        ]
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> None:
+            run = {name: kwargs.pop(name) for name in shared if name != "out"}
+            out_dir = kwargs["out"] if takes_out else kwargs.pop("out")
+            options = fn(**kwargs)
+            run_build(builder, options, out_dir, run.pop("recipe"), run.pop("set"), **run)
+
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        return command
+
+    return wrap
 
 
 def console():

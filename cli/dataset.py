@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cli.common import (
-    ExecutorOpt,
-    OverwriteOpt,
-    QuietOpt,
-    RecipeOpt,
-    RetryOpt,
-    SetOpt,
-    TasksOpt,
-    WorkersOpt,
-    console,
-    run_build,
-)
+from cli.common import builder_command, console
 
 
+@builder_command("import-dwm")
 def import_dwm(
     source: Annotated[
         Path, typer.Argument(help="A folder in the official layout, or a split list file.")
     ],
-    out: Annotated[Path, typer.Argument(help="Run folder to write (resumed if it exists).")],
     data_root: Annotated[
         Path | None,
         typer.Option(help="What a list file's paths are relative to (default: its folder)."),
@@ -36,15 +25,7 @@ def import_dwm(
     allow_missing_prompt: Annotated[
         bool, typer.Option(help="Import clips without a prompt as empty text.")
     ] = False,
-    recipe: RecipeOpt = "dwm",
-    set: SetOpt = None,
-    workers: WorkersOpt = None,
-    tasks: TasksOpt = None,
-    executor: ExecutorOpt = None,
-    retry_failed: RetryOpt = False,
-    overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Import triplets in the official DWM layout
     (<root>/<scene>/<rec>/{videos,videos_static,videos_hands,prompts_rewrite}/<stem>.*) into shards.
 
@@ -56,19 +37,7 @@ def import_dwm(
         "license": license,
         "allow_missing_prompt": allow_missing_prompt,
     }
-    run_build(
-        "import-dwm",
-        options,
-        out,
-        recipe,
-        set,
-        workers=workers,
-        tasks=tasks,
-        executor=executor,
-        retry_failed=retry_failed,
-        overwrite=overwrite,
-        quiet=quiet,
-    )
+    return options
 
 
 def export_dwm(

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cli.common import (
-    ExecutorOpt,
-    OverwriteOpt,
-    QuietOpt,
-    RecipeOpt,
-    RetryOpt,
-    SetOpt,
-    TasksOpt,
-    WorkersOpt,
-    run_build,
-)
+from cli.common import builder_command
 
 
 class HandBackendChoice(StrEnum):
@@ -36,6 +26,7 @@ def _path(value: Path | None) -> str | None:
     return str(value.resolve()) if value else None
 
 
+@builder_command("taste")
 def build_taste(
     source: Annotated[
         Path,
@@ -44,7 +35,6 @@ def build_taste(
             "file, or a folder of .mp4 clips with optional <stem>.txt prompts."
         ),
     ],
-    out: Annotated[Path, typer.Argument(help="Run folder to write (resumed if it exists).")],
     hands: Annotated[
         HandBackendChoice,
         typer.Option(help="Hand estimation: mediapipe (offline), hamer, or mano-fit (MANO fit)."),
@@ -82,15 +72,7 @@ def build_taste(
     hands_files: Annotated[
         bool, typer.Option(help="Take hand landmarks from <clip>.hands.npz, not MediaPipe.")
     ] = False,
-    recipe: RecipeOpt = "dwm",
-    set: SetOpt = None,
-    workers: WorkersOpt = None,
-    tasks: TasksOpt = None,
-    executor: ExecutorOpt = None,
-    retry_failed: RetryOpt = False,
-    overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Turn real fixed-camera clips into triplets: the clip (8 fps, first 49 frames,
     letterboxed to 720x480 by default), frame 0 as the static scene, and the hands estimated
     and rendered on black. Too-short or broken clips are recorded failures."""
@@ -109,16 +91,4 @@ def build_taste(
         "allow_missing_caption": allow_missing_caption,
         "hands_files": hands_files,
     }
-    run_build(
-        "taste",
-        options,
-        out,
-        recipe,
-        set,
-        workers=workers,
-        tasks=tasks,
-        executor=executor,
-        retry_failed=retry_failed,
-        overwrite=overwrite,
-        quiet=quiet,
-    )
+    return options

@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cli.common import (
-    ExecutorOpt,
-    OverwriteOpt,
-    QuietOpt,
-    RecipeOpt,
-    RetryOpt,
-    SetOpt,
-    TasksOpt,
-    WorkersOpt,
-    run_build,
-)
+from cli.common import builder_command
 
 
+@builder_command("render-trumans")
 def render_trumans(
     root: Annotated[
         Path,
         typer.Argument(help="The TRUMANS release (Recordings_blend/, Actions/, smplx_result/)."),
     ],
-    out: Annotated[Path, typer.Argument(help="Run folder to write (resumed if it exists).")],
     scene: Annotated[
         list[str] | None, typer.Option(help="Only this scene (repeatable; default: all).")
     ] = None,
@@ -56,15 +46,7 @@ def render_trumans(
         Path | None,
         typer.Option(help="MANO_SMPLX_vertex_ids.pkl (default: hand vertices from skinning)."),
     ] = None,
-    recipe: RecipeOpt = "dwm",
-    set: SetOpt = None,
-    workers: WorkersOpt = None,
-    tasks: TasksOpt = None,
-    executor: ExecutorOpt = None,
-    retry_failed: RetryOpt = False,
-    overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Render TRUMANS recordings into (interaction, static, hand) triplets from a camera on the
     actor's head, with the official schedule (every 3rd frame, 49-frame clips every 25).
 
@@ -82,16 +64,4 @@ def render_trumans(
         "smplx_gender": smplx_gender,
         "hand_ids": str(hand_ids.resolve()) if hand_ids else None,
     }
-    run_build(
-        "render-trumans",
-        options,
-        out,
-        recipe,
-        set,
-        workers=workers,
-        tasks=tasks,
-        executor=executor,
-        retry_failed=retry_failed,
-        overwrite=overwrite,
-        quiet=quiet,
-    )
+    return options
