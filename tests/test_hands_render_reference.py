@@ -157,3 +157,18 @@ def test_open_mesh_seen_into_its_hole_matches_pyrender():
     reference = _pyrender_reference(frames, (sphere.faces[keep],) * 2, k, 192, 128)
     iou, diff = _agreement(ours, reference)
     assert iou >= 0.99 and diff <= 2.0, (iou, diff)
+
+
+def test_hands_cut_by_the_image_border_match_pyrender():
+    """Frames sit side by side in one framebuffer; a hand cut by the border must not bleed."""
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.05)
+    k = Intrinsics.from_fov(192, 128, 60)
+    frames = [
+        [sphere.vertices + [x, y, 0.3], sphere.vertices + [-x, -y, 0.35]]
+        for x, y in ((0.17, 0.0), (0.0, 0.11), (0.16, 0.1), (0.19, -0.12))
+    ]
+    ours = render_mesh(frames, sphere.faces, k, 192, 128)
+    reference = _pyrender_reference(frames, (sphere.faces,) * 2, k, 192, 128)
+    assert reference[:, :, 0].any() and reference[:, :, -1].any()  # cut at left and right
+    iou, diff = _agreement(ours, reference)
+    assert iou >= 0.99 and diff <= 2.0, (iou, diff)

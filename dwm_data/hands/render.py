@@ -114,7 +114,7 @@ class MeshRenderer:
 
         self.gl = GL
         self.width, self.height = width, height
-        self.atlas = (max(ATLAS[0], width), max(ATLAS[1], height))
+        self.atlas = (max(ATLAS[0], width + 1), max(ATLAS[1], height + 1))
         self.context = pyrender.OffscreenRenderer(width, height)
         self.context._platform.make_current()
         self.vao = GL.glGenVertexArrays(1)
@@ -269,8 +269,8 @@ class MeshRenderer:
     def _draw(self, batch: list[_Tile], k: Intrinsics, out: np.ndarray) -> None:
         """Render one atlas of frames (shaded, then covered) and copy them into `out`."""
         GL = self.gl
-        wide = max(x + d.box[2] for d, x, _ in batch)
-        used = max(y + d.box[3] for d, _, y in batch)
+        wide = max(x + d.box[2] for d, x, _ in batch) + 1  # with the empty pixels after
+        used = max(y + d.box[3] for d, _, y in batch) + 1
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fb)
         GL.glBindVertexArray(self.vao)
         GL.glDrawBuffers(2, [GL.GL_COLOR_ATTACHMENT0, GL.GL_COLOR_ATTACHMENT1])
@@ -327,17 +327,19 @@ def _antialias(image: np.ndarray, cover: np.ndarray) -> None:
 
 
 def _pack(draws: list[_Draw], atlas: tuple[int, int]) -> Iterator[list[_Tile]]:
-    """Tiles placed in rows across the atlas: (draw, x, y), one batch per atlas."""
+    """Tiles placed in rows across the atlas: (draw, x, y), one batch per atlas. An empty pixel
+    after each tile and row keeps a hand cut by the image border from taking colour from the
+    next tile when edges are antialiased."""
     batch, x, y, row = [], 0, 0, 0
     for draw in draws:
         w, h = draw.box[2:]
-        if x + w > atlas[0]:
-            x, y, row = 0, y + row, 0
-        if y + h > atlas[1]:
+        if x + w + 1 > atlas[0]:
+            x, y, row = 0, y + row + 1, 0
+        if y + h + 1 > atlas[1]:
             yield batch
             batch, x, y, row = [], 0, 0, 0
         batch.append((draw, x, y))
-        x, row = x + w, max(row, h)
+        x, row = x + w + 1, max(row, h)
     yield batch
 
 
