@@ -83,7 +83,9 @@ def main(quick: bool = False) -> list[tuple[str, str]]:
         _, fit_s = _timed(lambda: fit_mano(track, hands, k))
         # A worker makes its GL context and llvmpipe compiles its shaders once, not per clip.
         render_mesh(vertices[:1], faces, k, width, height)
-        hand_video, mesh_s = _timed(lambda: render_mesh(vertices, faces, k, width, height))
+        # Under half a second and at the mercy of the other processes: the median of three.
+        renders = [_timed(lambda: render_mesh(vertices, faces, k, width, height)) for _ in range(3)]
+        hand_video, mesh_s = sorted(renders, key=lambda r: r[1])[1]
         _, skeleton_s = _timed(lambda: render_skeleton(track, k, width, height))
         from dwm_data.video import encode
 
