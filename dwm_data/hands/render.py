@@ -300,9 +300,6 @@ class MeshRenderer:
             x0, y0, w, h = draw.box
             out[draw.frame, y0 : y0 + h, x0 : x0 + w] = image[y : y + h, x : x + w]
 
-    def close(self) -> None:
-        self.context.delete()
-
 
 def _antialias(image: np.ndarray, cover: np.ndarray) -> None:
     """`image` made what 4x MSAA would make of it: each pixel the hands cover in part (`cover`
