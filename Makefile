@@ -31,14 +31,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt | system-libs
 demo: setup
 	$(BIN)/dwm-data demo
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . > /dev/null
 
 bench: setup
 	$(BIN)/dwm-data bench io

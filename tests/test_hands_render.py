@@ -101,3 +101,18 @@ def test_track_npz_round_trip():
     assert again.mano["betas"].shape == (3, 2, 10)
     with pytest.raises(ValueError, match="keypoints_px"):
         HandTrack(track.valid, track.keypoints_cam, track.keypoints_px[:, :, :20])
+
+
+def test_mesh_rendering_survives_another_renderer_tearing_down_egl():
+    """pyrender's delete() (also run on garbage collection) terminates the shared EGL display."""
+    import pyrender
+
+    verts = np.array([[-0.1, -0.1, 1.0], [0.1, -0.1, 1.0], [0.0, 0.1, 1.0]], np.float32)
+    faces = (np.array([[0, 1, 2]]), np.zeros((0, 3), np.int64))
+    k = Intrinsics.from_fov(96, 64, 90)
+    before = render_mesh([[verts, verts]], faces, k, 96, 64)
+    other = pyrender.OffscreenRenderer(32, 32)
+    other.delete()
+    after = render_mesh([[verts, verts]], faces, k, 96, 64)
+    assert (before.max(-1) > 0).sum() > 20
+    np.testing.assert_array_equal(before, after)

@@ -365,7 +365,19 @@ def render_mesh(
     both sides or a (left, right) pair. `intrinsics` may be for another size; it is rescaled.
     `colors` (RGB 0..1 per side) defaults to the official ones.
     """
-    return mesh_renderer(width, height).render(vertices_per_frame_side, faces, intrinsics, colors)
+    from OpenGL.error import GLError
+
+    try:
+        return mesh_renderer(width, height).render(
+            vertices_per_frame_side, faces, intrinsics, colors
+        )
+    except GLError:
+        # Any pyrender renderer deleted in this process (also by garbage collection) terminates the
+        # EGL display that every context shares; start over with fresh contexts, once.
+        _RENDERERS.clear()
+        return mesh_renderer(width, height).render(
+            vertices_per_frame_side, faces, intrinsics, colors
+        )
 
 
 def render_skeleton(
