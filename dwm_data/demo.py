@@ -76,23 +76,25 @@ def run_demo(out: Path, recipe_name: str, console: Any, progress: bool = True) -
             str(result.status.samples),
             str(result.status.failed),
             f"{time.time() - started:.1f}",
-            str(preview) if result.status.samples else "-",
+            str(preview.relative_to(out)) if result.status.samples else "-",
         )
+    results = []
     for name, target in DEMO_CONSUMERS.items():
         console.rule(name)
         started = time.time()
         try:
             rows = _load(target)(shard_dirs, out / name, recipe_name)
         except Exception as exc:
-            console.print(
-                f"[red]{name} failed:[/red] {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            )
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            console.print(f"[red]{name} failed:[/red] {first}")
             ok = False
             continue
-        table.add_row(
-            name, "; ".join(f"{k}: {v}" for k, v in rows), "-", f"{time.time() - started:.1f}", "-"
-        )
+        results.append((name, time.time() - started, rows))
     console.print(table)
+    for name, seconds, rows in results:
+        console.print(
+            f"[bold]{name}[/bold] ({seconds:.1f} s): " + "; ".join(f"{k}: {v}" for k, v in rows)
+        )
     console.print(
         "Look at the previews (static | hand | interaction | overlay); inspect shards with `dwm-data inspect`."
     )
