@@ -135,6 +135,46 @@ def make_loader(
     return wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers)
 
 
+def prefetch(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Pull batches on a thread so loading overlaps the training step (torch releases the GIL
+    inside its kernels). Order is unchanged, so seeds and resume positions mean the same; an
+    error in the loader is raised here, in the trainer's thread."""
+    import queue
+    import threading
+
+    done = object()
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer went away: let the thread end
+
+    def pull() -> None:
+        try:
+            for batch in batches:
+                if not offer(batch):
+                    return
+            offer(done)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            offer(exc)
+
+    thread = threading.Thread(target=pull, name="dwm-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := slots.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def cache_folder(shard: Path) -> Path:
     return shard.parent / CACHE_DIR
 

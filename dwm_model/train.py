@@ -114,7 +114,7 @@ class Trainer:
     # -- data ---------------------------------------------------------------------------------
     def batches(self):
         """The batch stream from the current data position on."""
-        from dwm_model.data import latent_decoder, make_loader, video_decoder
+        from dwm_model.data import latent_decoder, make_loader, prefetch, video_decoder
 
         cfg = self.cfg
         total = cfg.max_steps * cfg.gradient_accumulation
@@ -135,7 +135,7 @@ class Trainer:
             shuffle_buffer=cfg.shuffle_buffer,
             batches_per_worker=math.ceil(total / workers) + 1,
         )
-        return itertools.islice(iter(loader), self.position.batches, None)
+        return prefetch(itertools.islice(iter(loader), self.position.batches, None))
 
     def empty_prompt(self):
         if self._empty_prompt is None:
