@@ -270,3 +270,26 @@ def test_gradient_checkpointing_gives_the_same_losses(shard_dir, model_cache, tm
     assert trainer.transformer.is_gradient_checkpointing
     again = trainer.run(progress=False)
     assert again.losses == pytest.approx(plain.losses, rel=1e-5)
+
+
+def test_prefetch_keeps_order_raises_loader_errors_and_ends_with_its_consumer():
+    import threading
+    import time
+
+    from dwm_model.data import prefetch
+
+    assert list(prefetch(iter(range(10)))) == list(range(10))
+
+    def broken():
+        yield 1
+        raise ValueError("bad shard")
+
+    stream = prefetch(broken())
+    assert next(stream) == 1
+    with pytest.raises(ValueError, match="bad shard"):
+        next(stream)
+    stream = prefetch(iter(range(1000)), depth=1)
+    next(stream)
+    stream.close()
+    time.sleep(0.5)
+    assert not [t for t in threading.enumerate() if t.name == "dwm-prefetch"]
