@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from dwm_data.run import (
     finalize,
     make_plan,
     prepare,
+    read_running,
     run_status,
     task_state,
 )
@@ -54,11 +54,7 @@ class _Progress:
 
     def _count(self, task: int) -> int:
         state = task_state(self.folder, task)
-        running = self.folder.task_file("running", task)
-        open_units = 0
-        if running.exists():
-            with contextlib.suppress(json.JSONDecodeError, FileNotFoundError):
-                open_units = json.loads(running.read_text()).get("open_units", 0)
+        open_units = read_running(self.folder, task).get("open_units", 0)
         return len(state.done) + len(state.failed) + open_units
 
     def __call__(self, active: set[int]) -> None:

@@ -335,6 +335,14 @@ def run_task(
     return "recycle"
 
 
+def read_running(folder: RunFolder, task: int) -> dict[str, Any]:
+    """The unit in flight in `task` ({} when none); a file cut by a kill reads as none."""
+    try:
+        return json.loads(folder.task_file("running", task).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
 def _stale_unit(
     folder: RunFolder, task: int, running: Path, restarts: int, log: logging.Logger
 ) -> dict[str, int]:
@@ -345,10 +353,7 @@ def _stale_unit(
     """
     if not running.exists():
         return {}
-    try:
-        dead = json.loads(running.read_text())
-    except json.JSONDecodeError:
-        dead = {}
+    dead = read_running(folder, task)
     running.unlink()
     unit, attempts = dead.get("unit"), dead.get("attempt", 1)
     if not unit:
@@ -456,10 +461,9 @@ def run_status(root: Path | str) -> RunStatus:
             keys.update(manifest.keys)
         failures.extend({"task": task, **f} for f in state.failed.values())
         complete += folder.task_file("completions", task).exists()
-        live = folder.task_file("running", task)
-        if live.exists():
-            with contextlib.suppress(json.JSONDecodeError, FileNotFoundError):
-                running.append({"task": task, **json.loads(live.read_text())})
+        live = read_running(folder, task)
+        if live:
+            running.append({"task": task, **live})
     return RunStatus(
         folder.root,
         plan.builder,

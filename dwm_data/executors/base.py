@@ -17,6 +17,14 @@ class Executor(ABC):
     def __init__(self, config: RunConfig):
         self.config = config
 
+    def gives_up(self, deaths: int) -> bool:
+        """Whether a task whose worker died `deaths` times is left unfinished for now.
+
+        `run_task` charges each death to the unit in flight, so this cap only stops a task that
+        dies outside any unit (e.g. in setup) from looping; `status` shows it, a re-run resumes it.
+        """
+        return deaths > self.config.restarts * 2 + 2
+
     @abstractmethod
     def run(self, root: Path, tasks: list[int], retry_failed: bool, poll: Poll) -> None:
         """Run `tasks` of the plan in `root` until each is complete or has exhausted its restarts.

@@ -71,11 +71,9 @@ class LocalExecutor(Executor):
                     if folder.task_file("completions", task).exists():
                         continue
                     if process.exitcode != 0:
-                        # run_task charges each death to the unit in flight; this cap only stops a
-                        # task that dies outside any unit (e.g. in setup) from looping forever
                         crashes[task] += 1
-                        if crashes[task] > self.config.restarts * 2 + 2:
-                            continue  # left incomplete; `status` shows it and a re-run resumes it
+                        if self.gives_up(crashes[task]):
+                            continue
                     queue.append(task)
                 poll(set(active))
         finally:

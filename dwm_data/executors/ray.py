@@ -62,7 +62,7 @@ class RayExecutor(Executor):
                         finished = ray.get(ref) == "complete"
                     except (ray.exceptions.RayError, ray.exceptions.TaskCancelledError):
                         deaths[task] += 1  # run_task charges the death to the unit in flight
-                        finished = deaths[task] > self.config.restarts * 2 + 2
+                        finished = self.gives_up(deaths[task])
                     if not finished:
                         pending[submit(task)] = task
                 for ref, task in list(pending.items()):

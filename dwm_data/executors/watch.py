@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 
-from dwm_data.run import RunFolder, record_failure
+from dwm_data.run import RunFolder, read_running, record_failure
 
 
 def overdue_unit(folder: RunFolder, task: int, timeout: float) -> str | None:
     """If the unit in flight in `task` is past `timeout`, record it as timed out and name it."""
-    path = folder.task_file("running", task)
-    try:
-        current = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    if time.time() - current["since"] <= timeout:
+    current = read_running(folder, task)
+    if not current or time.time() - current["since"] <= timeout:
         return None
     record_failure(
         folder,
@@ -25,5 +20,5 @@ def overdue_unit(folder: RunFolder, task: int, timeout: float) -> str | None:
         "Timeout",
         f"unit took longer than the {timeout:g} s timeout (run.unit_timeout)",
     )
-    path.unlink(missing_ok=True)
+    folder.task_file("running", task).unlink(missing_ok=True)
     return current["unit"]
