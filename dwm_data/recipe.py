@@ -55,23 +55,53 @@ class VideoConfig(Strict):
             raise DwmDataError(f"recipe frames must be positive, got {self.frames}")
 
 
+Preset = Literal[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+]
+OfficialSource = Literal["trumans", "taste", "aria"]  # the sources with official data to match
+
+
 class CodecConfig(Strict):
     codec: str = "libx264"
     crf: int = 18
-    preset: str = "medium"
-    pix_fmt: str = "yuv420p"
+    preset: Preset = "medium"
+    pix_fmt: Literal["yuv420p", "yuv422p", "yuv444p"] = "yuv420p"
 
     def to_codec(self) -> Codec:
         return Codec(self.codec, self.crf, self.preset, self.pix_fmt)
 
+    def over(self, base: CodecConfig) -> CodecConfig:
+        """`base` with the keys this one sets: a source's section names only what differs."""
+        return base.model_copy(update={key: getattr(self, key) for key in self.model_fields_set})
+
+
+class SourceCodecs(Strict):
+    """How one source's official data was encoded, over the shared settings."""
+
+    video: CodecConfig = CodecConfig()
+    static: CodecConfig = CodecConfig()
+    hand: CodecConfig = CodecConfig()
+
 
 class CodecsConfig(Strict):
+    """`video`/`static`/`hand`: the settings every source starts from (imports that need
+    re-encoding, benchmarks); `trumans`/`taste`/`aria`: what each source's official data differs
+    in (dwm-recipe.md section 14), so a built sample is encoded as the official one was."""
+
     video: CodecConfig = CodecConfig()
     static: CodecConfig = CodecConfig()
     hand: CodecConfig = CodecConfig(pix_fmt="yuv444p")
+    trumans: SourceCodecs = SourceCodecs()
+    taste: SourceCodecs = SourceCodecs()
+    aria: SourceCodecs = SourceCodecs()
 
-    def to_codecs(self) -> dict[str, Codec]:
-        return {name: getattr(self, name).to_codec() for name in ("video", "static", "hand")}
+    def to_codecs(self, source: OfficialSource | None = None) -> dict[str, Codec]:
+        """Per video, the shared settings, or those of `source`'s official data."""
+        shared = {name: getattr(self, name) for name in ("video", "static", "hand")}
+        if source is not None:
+            own = getattr(self, source)
+            shared = {name: getattr(own, name).over(config) for name, config in shared.items()}
+        return {name: config.to_codec() for name, config in shared.items()}
 
 
 class ShardConfig(Strict):

@@ -18,7 +18,7 @@ import numpy as np
 
 from dwm_data import SCHEMA_VERSION, __version__
 from dwm_data.errors import SampleError
-from dwm_data.video import Codec, VideoInfo, encode_with_info, probe
+from dwm_data.video import Codec, VideoInfo, encode_with_info, probe, x264_options
 
 VIDEO_KEYS = ("video", "static", "hand")
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_@+\-]*$")
@@ -144,6 +144,7 @@ def make_sample(
     `encoded` holds videos stored byte for byte (import of files that already match the recipe).
     """
     encoded = dict(encoded or {})
+    stored = set(encoded)
     infos = {}
     for name in VIDEO_KEYS:
         if name in encoded:
@@ -163,12 +164,23 @@ def make_sample(
         "fps": str(Fraction(fps)),
         "codecs": {
             name: {"codec": sample.infos[name].codec, "pix_fmt": sample.infos[name].pix_fmt}
-            | ({"crf": codecs[name].crf, "preset": codecs[name].preset} if name in codecs else {})
+            | (
+                _stored_settings(encoded[name])
+                if name in stored
+                else {"crf": codecs[name].crf, "preset": codecs[name].preset}
+            )
             for name in VIDEO_KEYS
         },
     }
     sample.validate()
     return sample
+
+
+def _stored_settings(data: bytes) -> dict[str, float]:
+    """What a file stored as is says of its own encoding (x264 writes its crf into the stream;
+    a preset leaves no name there), rather than the recipe's settings it was never encoded with."""
+    crf = x264_options(data).get("crf")
+    return {"crf": float(crf)} if crf else {}
 
 
 def pack_hands(

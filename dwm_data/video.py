@@ -96,6 +96,24 @@ def check_size(width: int, height: int, multiple: int = 2) -> None:
 
 def probe(source: Source) -> VideoInfo:
     """Read size, fps and codec from the header and count frames by demuxing (no decoding)."""
+    return _demux(source)[0]
+
+
+@dataclass(frozen=True)
+class FrameTimes:
+    """When each frame of a clip is shown and when the clip ends, in seconds from the file's start."""
+
+    times: list[Fraction]  # presentation order
+    end: Fraction  # the last frame's time plus its duration
+
+
+def frame_times(source: Source) -> FrameTimes:
+    """Frame times as ffmpeg's command line hands them to its filters: packet timestamps, less
+    the file's start time (no decoding)."""
+    return _demux(source)[1]
+
+
+def _demux(source: Source) -> tuple[VideoInfo, FrameTimes]:
     import av
 
     with _open(source) as container:
@@ -103,18 +121,34 @@ def probe(source: Source) -> VideoInfo:
             raise VideoError(f"no video stream in {_name(source)}", "video-read")
         stream = container.streams.video[0]
         try:
-            frames = sum(1 for packet in container.demux(stream) if packet.size)
+            packets = [
+                (p.pts, p.duration or 0)
+                for p in container.demux(stream)
+                if p.size and p.pts is not None
+            ]
         except av.FFmpegError as exc:
             raise VideoError(f"corrupt video {_name(source)}: {exc}", "video-read") from exc
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        return VideoInfo(
-            frames=frames,
+        info = VideoInfo(
+            frames=len(packets),
             width=stream.codec_context.width,
             height=stream.codec_context.height,
             fps=Fraction(rate) if rate else Fraction(0),
             codec=stream.codec_context.name,
             pix_fmt=stream.codec_context.pix_fmt or "",
         )
+        base = Fraction(stream.time_base)
+        start = _round(Fraction(container.start_time or 0, 1_000_000) / base)
+    packets.sort()
+    times = [(pts - start) * base for pts, _ in packets]
+    end = times[-1] + packets[-1][1] * base if packets else Fraction(0)
+    return info, FrameTimes(times, end)
+
+
+def _round(value: Fraction) -> int:
+    """Nearest integer, halves away from zero (libavutil's AV_ROUND_NEAR_INF)."""
+    whole = int(abs(value) + Fraction(1, 2))
+    return whole if value >= 0 else -whole
 
 
 def iter_frames(source: Source, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
@@ -194,6 +228,9 @@ def encode_with_info(
             stream = container.add_stream(codec.name, rate=rate)
             stream.width, stream.height, stream.pix_fmt = width, height, codec.pix_fmt
             stream.options = {"crf": str(codec.crf), "preset": codec.preset}
+            # Frame threads keep one slice per frame, as in the official files (PyAV's default,
+            # slice threads, cuts each frame into one slice per thread).
+            stream.codec_context.thread_type = "FRAME"
             for array in frames:
                 if array.shape != (height, width, 3) or array.dtype != np.uint8:
                     raise VideoError(
@@ -219,24 +256,50 @@ def encode_with_info(
     return data, info
 
 
-def select_frames(
-    source_count: int, source_fps: Fraction, target_fps: Fraction, count: int, start: int = 0
-) -> list[int]:
-    """Source indices of `count` frames resampled to `target_fps` by nearest-frame selection.
+def x264_options(source: Source) -> dict[str, str]:
+    """The settings libx264 writes into the stream (`crf=23.0`, `bframes=3`, ...), so a file
+    says how it was encoded; empty for a stream x264 did not make."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    start = data.find(b"x264 - core")
+    if start < 0:
+        return {}
+    text = data[start : data.find(b"\0", start)].decode("ascii", "replace")
+    _, _, options = text.partition(" options: ")
+    return dict(item.split("=", 1) for item in options.split() if "=" in item)
 
-    Matches ffmpeg's `fps` filter (round to nearest), which the official TASTE-Rob scripts used.
-    Raises when the source is too short, instead of writing a short clip as those scripts did.
+
+def select_frames(
+    times: Sequence[Fraction], end: Fraction, fps: Fraction | int, count: int
+) -> list[int]:
+    """Indices of the first `count` frames ffmpeg's `fps` filter outputs (default rounding `near`,
+    end of stream `round`), as the official TASTE-Rob script's `fps=8` picked them.
+
+    The filter stamps each source frame with its time rounded to the output grid and emits, for
+    each grid step, the last frame stamped at or before it; the grid starts at the first stamp and
+    stops at the stamp of `end`. On 29.97 fps that is source frames 1, 5, 9, 13, 16, ... Raises
+    when the source is too short, instead of writing a short clip as the official script did.
     """
-    step = Fraction(source_fps) / Fraction(target_fps)
-    indices = [start + int(k * step + Fraction(1, 2)) for k in range(count)]
-    if indices[-1] >= source_count:
-        have = sum(1 for i in indices if i < source_count)
+    rate = Fraction(fps)
+    stamps = [_round(t * rate) for t in times]
+    last = _round(end * rate)
+    picks: list[int] = []
+    if stamps:
+        index, step = 0, stamps[0]
+        while len(picks) < count and step < last:
+            if index + 1 < len(stamps) and stamps[index + 1] <= step:
+                index += 1
+                continue
+            picks.append(index)
+            step += 1
+    if len(picks) < count:
+        span = end - times[0] if times else Fraction(0)
+        source_fps = len(times) / span if span > 0 else Fraction(0)
         raise VideoError(
-            f"clip too short: {source_count} frames at {float(source_fps):g} fps give {have} of "
-            f"{count} frames at {float(target_fps):g} fps",
+            f"clip too short: {len(times)} frames at {float(source_fps):.4g} fps give "
+            f"{len(picks)} of {count} frames at {float(rate):g} fps",
             "video-frames",
         )
-    return indices
+    return picks
 
 
 def fit_size(
@@ -276,21 +339,26 @@ def read_clip(
     width: int,
     height: int,
     mode: ResizeMode = "letterbox",
-    start: int = 0,
 ) -> tuple[np.ndarray, list[int]]:
-    """Read `count` frames resampled to `fps` and fitted to width x height; also the source indices.
+    """Read `count` frames resampled to `fps` and fitted to width x height; also the source indices."""
+    timing = frame_times(source)
+    indices = select_frames(timing.times, timing.end, fps, count)
+    return read_frames(source, indices, width, height, mode), indices
+
+
+def read_frames(
+    source: Source, indices: Sequence[int], width: int, height: int, mode: ResizeMode = "letterbox"
+) -> np.ndarray:
+    """The source frames at `indices` (repeats allowed), fitted to width x height.
 
     Decodes only as far as the last needed frame, and scales while converting to RGB.
     """
     info = probe(source)
-    if info.fps <= 0:
-        raise VideoError(f"{_name(source)} has no usable frame rate", "video-read")
-    indices = select_frames(info.frames, info.fps, Fraction(fps), count, start)
     wanted: dict[int, list[int]] = {}
     for position, index in enumerate(indices):
         wanted.setdefault(index, []).append(position)
     scaled = fit_size(info.width, info.height, width, height, mode)
-    out = np.empty((count, height, width, 3), dtype=np.uint8)
+    out = np.empty((len(indices), height, width, 3), dtype=np.uint8)
     for index, frame in enumerate(iter_frames(source, size=scaled)):
         for position in wanted.pop(index, ()):
             out[position] = place(frame, width, height)
@@ -301,4 +369,4 @@ def read_clip(
             f"{_name(source)} decoded fewer frames than its header said ({info.frames})",
             "video-frames",
         )
-    return out, indices
+    return out

@@ -94,7 +94,14 @@ def test_real_clip_official_recipe(shared_data, tmp_path):
     }
     assert sample.prompt == CAPTION
     assert sample.meta["source"]["license"] == "CC BY-NC 4.0"
-    assert sample.meta["source_frames"][:3] == [0, 4, 7]  # 29.97 -> 8 fps, nearest frame
+    assert sample.meta["source_frames"][:3] == [1, 5, 9]  # 29.97 -> 8 fps, as ffmpeg's fps=8
+    assert sample.meta["static"]["source_frame"] == 0  # select=eq(n,0)
+    assert sample.meta["codecs"]["hand"] == {
+        "codec": "h264",
+        "pix_fmt": "yuv420p",
+        "crf": 23,
+        "preset": "medium",
+    }
     static = frames["static"].astype(int)
     assert np.abs(static - static[0]).mean() < 1.0, "frame 0 repeated (up to H.264 noise)"
     assert np.abs(static[0] - frames["video"][0].astype(int)).mean() < 2.0

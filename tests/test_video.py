@@ -9,6 +9,7 @@ from dwm_data.video import (
     decode,
     encode,
     fit_size,
+    frame_times,
     place,
     probe,
     read_clip,
@@ -63,11 +64,103 @@ def test_decode_checks_the_frame_count():
         decode(encode(frames(9), 8, Codec(preset="ultrafast")), expected_frames=49)
 
 
-def test_select_frames_follows_ffmpeg_fps_rounding():
-    assert select_frames(300, Fraction(30), Fraction(8), 5) == [0, 4, 8, 11, 15]
-    assert select_frames(100, Fraction(8), Fraction(8), 4, start=10) == [10, 11, 12, 13]
+def libavfilter_fps_picks(source, fps) -> list[int]:
+    """The source frames libavfilter's own `fps` filter outputs (buffer -> fps -> buffersink)."""
+    import av
+    import av.filter
+
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        graph = av.filter.Graph()
+        buffer = graph.add_buffer(template=stream)
+        fps_filter = graph.add("fps", str(fps))
+        sink = graph.add("buffersink")
+        buffer.link_to(fps_filter)
+        fps_filter.link_to(sink)
+        graph.configure()
+        picks = []
+
+        def drain():
+            while True:
+                try:
+                    picks.append(graph.pull().opaque)
+                except (av.BlockingIOError, av.EOFError):
+                    return
+
+        for index, frame in enumerate(container.decode(stream)):
+            frame.opaque = index  # travels with the frame through the filter
+            graph.push(frame)
+            drain()
+        graph.push(None)
+        drain()
+    return picks
+
+
+def ours(source, fps, count=None) -> list[int]:
+    timing = frame_times(source)
+    if count is None:  # everything the filter gives: ask for more, read what the error says
+        with pytest.raises(VideoError, match="clip too short") as error:
+            select_frames(timing.times, timing.end, fps, 10**6)
+        count = int(str(error.value).split(" give ")[1].split(" of ")[0])
+    return select_frames(timing.times, timing.end, fps, count)
+
+
+def write_clip(path, times_ms: list[int], size=(32, 24)) -> None:
+    """An H.264 clip whose frames are shown at the given milliseconds (variable frame rate)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for t in times_ms:
+            frame = av.VideoFrame.from_ndarray(np.zeros((size[1], size[0], 3), np.uint8), "rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def test_select_frames_on_a_real_clip_is_libavfilter_fps(shared_data):
+    path = shared_data("dwm_realworld/realworld_fixed/pour_coke.mp4")  # 190 frames, 29.97 fps
+    reference = libavfilter_fps_picks(path, 8)
+    assert reference[:5] == [1, 5, 9, 13, 16]  # as dwm-recipe.md section 14 measured
+    assert ours(path, 8) == reference and len(reference) == 51
+    assert ours(path, 8, 49) == reference[:49]
+
+
+@pytest.mark.parametrize(
+    ("rate", "frames", "fps"),
+    [
+        (Fraction(30000, 1001), 60, 8),
+        (Fraction(30), 45, 8),
+        (Fraction(25), 40, 8),
+        (Fraction(24000, 1001), 30, 8),
+        (Fraction(8), 12, 8),
+        (Fraction(5), 10, 8),  # upsampling repeats frames
+        (Fraction(60), 50, Fraction(30000, 1001)),
+    ],
+)
+def test_select_frames_matches_libavfilter_fps_at_any_rate(tmp_path, rate, frames, fps):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(
+        encode(np.zeros((frames, 24, 32, 3), np.uint8), rate, Codec(preset="ultrafast"))
+    )
+    assert ours(path, fps) == libavfilter_fps_picks(path, fps)
+
+
+def test_select_frames_matches_libavfilter_fps_on_a_variable_rate_clip(tmp_path):
+    rng = np.random.default_rng(3)
+    times = np.cumsum(rng.choice([20, 33, 34, 70, 125, 300], size=60)).tolist()  # drops and jitter
+    write_clip(tmp_path / "vfr.mp4", [0, *times])
+    reference = libavfilter_fps_picks(tmp_path / "vfr.mp4", 8)
+    assert len(set(reference)) < len(reference)  # gaps make the filter repeat frames
+    assert ours(tmp_path / "vfr.mp4", 8) == reference
+
+
+def test_too_short_clip_is_an_error_not_a_short_clip():
+    times = [Fraction(i, 30) for i in range(100)]
     with pytest.raises(VideoError, match="clip too short: 100 frames at 30 fps give 27 of 49"):
-        select_frames(100, Fraction(30), Fraction(8), 49)
+        select_frames(times, Fraction(100, 30), 8, 49)
 
 
 def test_letterbox_pads_and_crop_cuts_centred():
@@ -84,7 +177,7 @@ def test_read_clip_on_a_real_fixed_camera_clip(shared_data):
     path = shared_data("dwm_realworld/realworld_fixed/pour_coke.mp4")
     clip, indices = read_clip(path, 49, 8, 720, 480, "letterbox")
     assert clip.shape == (49, 480, 720, 3)
-    assert indices[:4] == [0, 4, 7, 11]  # 29.97 fps -> 8 fps
+    assert indices[:4] == [1, 5, 9, 13]  # 29.97 fps -> 8 fps, as ffmpeg's fps=8
     assert clip[:, :30].max() < 20 and clip[:, -30:].max() < 20  # letterbox bars
     assert clip[:, 100:380].mean() > 40
 

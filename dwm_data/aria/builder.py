@@ -212,7 +212,7 @@ class AriaBuilder(Builder):
             make_key("aria", name, f"{clip.index:05d}"),
             {"video": frames, "static": static, "hand": hand_video},
             video.rate,
-            self.recipe.codecs.to_codecs(),
+            self.recipe.codecs.to_codecs("aria"),
             clip.prompt,
             meta,
             camera=poses.astype(np.float32),

@@ -1,8 +1,9 @@
 """Where the interaction starts, and which recorded frames make each clip and the exploration.
 
 A start is given in seconds from the first RGB frame ("12.5" or "12.5s") or as an RGB frame
-index ("f300"). Clip frames are the recorded frames nearest to the recipe's frame times, so a
-30 fps recording becomes an 8 fps clip without blending frames.
+index ("f300"). Clip frames are those ffmpeg's `fps` filter would pick from the recording cut
+at the start (`-ss`), the same choice every source makes, so a 30 fps recording becomes an
+8 fps clip without blending frames.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dwm_data.errors import UnitError
+from dwm_data.video import VideoError, select_frames
 
 CLIPS_FILE = "clips.json"
 
@@ -57,23 +59,21 @@ def clip_requests(root: Path, starts: list[str], prompt: str) -> list[tuple[str,
 def select_clip(
     times_ns: np.ndarray, start_ns: int, count: int, fps: Fraction, index: int, prompt: str
 ) -> Clip:
-    """The recorded frames nearest to start + k / fps; fails when the recording ends too soon."""
-    period = float(np.median(np.diff(times_ns))) if len(times_ns) > 1 else 1e9
-    wanted = start_ns + np.round(np.arange(count) * 1e9 / float(fps)).astype(np.int64)
-    nearest = np.clip(np.searchsorted(times_ns, wanted), 1, max(len(times_ns) - 1, 1))
-    before = nearest - 1
-    pick = np.where(
-        np.abs(times_ns[before] - wanted) <= np.abs(times_ns[nearest] - wanted), before, nearest
-    )
-    off = np.abs(times_ns[pick] - wanted)
-    if np.any(off > 0.75 * period):
-        first_bad = wanted[off > 0.75 * period][0]
+    """The frames `select_frames` picks from the recording's frames at or after the start (the
+    last one shown for a median frame period); fails when the recording ends too soon."""
+    first = int(np.searchsorted(times_ns, start_ns))
+    period = int(np.median(np.diff(times_ns))) if len(times_ns) > 1 else 10**9
+    times = [Fraction(int(t) - start_ns, 10**9) for t in times_ns[first:]]
+    end = Fraction(int(times_ns[-1]) + period - start_ns, 10**9)
+    try:
+        picks = select_frames(times, end, fps, count)
+    except VideoError as exc:
         raise UnitError(
             "clips",
-            f"clip {index} needs frames at {(first_bad - times_ns[0]) / 1e9:.2f} s; the recording "
-            f"spans 0-{(times_ns[-1] - times_ns[0]) / 1e9:.2f} s",
-        )
-    return Clip(index, int(start_ns), [int(i) for i in pick], prompt)
+            f"clip {index} needs {float(count / fps):.2f} s from {(start_ns - times_ns[0]) / 1e9:.2f} s; "
+            f"the recording spans 0-{(times_ns[-1] - times_ns[0]) / 1e9:.2f} s",
+        ) from exc
+    return Clip(index, int(start_ns), [first + i for i in picks], prompt)
 
 
 def exploration_frames(times_ns: np.ndarray, before_ns: int, count: int, minimum: int) -> list[int]:

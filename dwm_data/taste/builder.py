@@ -25,7 +25,7 @@ from dwm_data.sample import Sample, make_key, make_sample
 from dwm_data.taste.captions import caption_key, read_captions
 from dwm_data.taste.layout import TASTE_LICENSE, Clip, find_clips, is_taste_root
 from dwm_data.taste.static import clean_static_frame
-from dwm_data.video import fit_size, probe, read_clip
+from dwm_data.video import fit_size, probe, read_clip, read_frames
 
 HANDS_FILE_SUFFIX = ".hands.npz"
 
@@ -158,8 +158,9 @@ class TasteBuilder(Builder):
             )
         ctx.heartbeat("rendering hands")
         hand_video = self._render(estimate, video.width, video.height)
-        static_frame, static_meta = self._static_frame(frames[0], estimate)
-        static_meta["source_frame"] = source_frames[0]
+        first = read_frames(path, [0], detect_w, detect_h, video.resize)[0]
+        static_frame, static_meta = self._static_frame(first, estimate)
+        static_meta["source_frame"] = 0
         out_frames = _resize(frames, video.width, video.height)
         static = np.repeat(
             _resize(static_frame[None], video.width, video.height), len(frames), axis=0
@@ -171,14 +172,15 @@ class TasteBuilder(Builder):
             self._key(clip),
             {"video": out_frames, "static": static, "hand": hand_video},
             video.rate,
-            self.recipe.codecs.to_codecs(),
+            self.recipe.codecs.to_codecs("taste"),
             prompt,
             self._meta(clip, source_frames, intrinsics, estimate, found, static_meta),
             hands=track.to_npz(),
         )
 
     def _static_frame(self, first: np.ndarray, estimate: Estimate) -> tuple[np.ndarray, dict]:
-        """Frame 0, as the official data; with --clean-static, its hands inpainted away."""
+        """Source frame 0 (`select=eq(n,0)`), as the official data; with --clean-static, its
+        hands inpainted away (where they are in the first output frame, 1/30 s later)."""
         if not self.options.clean_static:
             return first, {"clean": False}
         silhouette = None

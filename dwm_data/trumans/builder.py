@@ -124,7 +124,7 @@ class TrumansBuilder(Builder):
                 make_key("trumans", recording.scene, recording.name, f"{clip.index:05d}"),
                 {"video": rendered.video, "static": rendered.static, "hand": rendered.hand},
                 self.recipe.video.rate,
-                self.recipe.codecs.to_codecs(),
+                self.recipe.codecs.to_codecs("trumans"),
                 release.prompt(actions, clip.frames[0], clip.frames[-1]),
                 meta,
                 camera=rendered.cameras,
