@@ -1,16 +1,13 @@
-"""What every command shares: recipe options, running a builder, the end-of-run summary.
+"""What every command shares: recipe options, the run options of builders, running a builder,
+the end-of-run summary.
 
 Only the standard library and Typer are imported at the top, so `dwm-data --help` stays instant.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-import typing
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -28,31 +25,38 @@ SetOpt = Annotated[
 ]
 WorkersOpt = Annotated[
     int | None,
-    typer.Option("--workers", "-w", help="Worker processes (default: recipe run.workers)."),
+    typer.Option("--workers", "-w", min=1, help="Worker processes (default: recipe run.workers)."),
 ]
 TasksOpt = Annotated[
     int | None,
     typer.Option(
         "--tasks",
+        min=1,
         help="Split the work into this many tasks (frozen in plan.json on the first run).",
     ),
 ]
 ExecutorOpt = Annotated[
-    str | None, typer.Option("--executor", help="local (process pool, default), ray or slurm.")
+    Literal["local", "ray", "slurm"] | None,
+    typer.Option("--executor", help="local (process pool, default), ray or slurm."),
 ]
+# metavar "": a flag takes no value, so its help shows none
 RetryOpt = Annotated[
-    bool, typer.Option("--retry-failed", help="Try the units recorded as failed again.")
+    bool,
+    typer.Option("--retry-failed", metavar="", help="Try the units recorded as failed again."),
 ]
 OverwriteOpt = Annotated[
-    bool, typer.Option("--overwrite", help="Delete OUT first instead of resuming it.")
+    bool, typer.Option("--overwrite", metavar="", help="Delete OUT first instead of resuming it.")
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", metavar="", help="No progress bar."),
+]
 
 
 OutArg = Annotated[Path, typer.Argument(help="Run folder to write (resumed if it exists).")]
 
 
-def _run_options(
+def run_options(
     out: OutArg,
     recipe: RecipeOpt = "dwm",
     set: SetOpt = None,
@@ -63,43 +67,7 @@ def _run_options(
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """The parameters every builder command shares (a template read by `builder_command`)."""
-
-
-def builder_command(builder: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., None]]:
-    """Make a function that maps a source's CLI options to builder options into a full command.
-
-    The function declares only its own arguments and options and returns the options dict; the
-    command gets OUT after its arguments, the shared run options after its own, and the run.
-    """
-
-    def wrap(fn: Callable[..., dict[str, Any]]) -> Callable[..., None]:
-        own = inspect.signature(fn).parameters
-        shared = inspect.signature(_run_options).parameters
-        hints = typing.get_type_hints(fn, include_extras=True) | typing.get_type_hints(
-            _run_options, include_extras=True
-        )
-        takes_out = "out" in own  # a source that keeps files of its own in OUT declares it
-        arguments = [p for p in own.values() if p.default is inspect.Parameter.empty]
-        options = [p for p in own.values() if p.default is not inspect.Parameter.empty]
-        out = [] if takes_out else [shared["out"]]
-        rest = [p for name, p in shared.items() if name != "out"]
-        parameters = [
-            p.replace(annotation=hints[p.name]) for p in (*arguments, *out, *options, *rest)
-        ]
-
-        @functools.wraps(fn)
-        def command(**kwargs: Any) -> None:
-            run = {name: kwargs.pop(name) for name in shared if name != "out"}
-            out_dir = kwargs["out"] if takes_out else kwargs.pop("out")
-            options = fn(**kwargs)
-            run_build(builder, options, out_dir, run.pop("recipe"), run.pop("set"), **run)
-
-        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in parameters}
-        return command
-
-    return wrap
+    """The parameters every builder command shares (a template read by `cli.generate`)."""
 
 
 def console():

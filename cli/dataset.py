@@ -3,41 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from cli.common import builder_command, console
-
-
-@builder_command("import-dwm")
-def import_dwm(
-    source: Annotated[
-        Path, typer.Argument(help="A folder in the official layout, or a split list file.")
-    ],
-    data_root: Annotated[
-        Path | None,
-        typer.Option(help="What a list file's paths are relative to (default: its folder)."),
-    ] = None,
-    license: Annotated[
-        str, typer.Option(help="Licence of the source, recorded in every sample.")
-    ] = "unspecified",
-    allow_missing_prompt: Annotated[
-        bool, typer.Option(help="Import clips without a prompt as empty text.")
-    ] = False,
-) -> dict[str, Any]:
-    """Import triplets in the official DWM layout
-    (<root>/<scene>/<rec>/{videos,videos_static,videos_hands,prompts_rewrite}/<stem>.*) into shards.
-
-    Videos that already match the recipe are stored byte for byte; others are resampled and fitted.
-    """
-    options = {
-        "source": str(source.resolve()),
-        "data_root": str(data_root.resolve()) if data_root else None,
-        "license": license,
-        "allow_missing_prompt": allow_missing_prompt,
-    }
-    return options
+from cli.common import console
 
 
 def export_dwm(

@@ -1,4 +1,5 @@
-"""The `dwm-data` entry point. Commands live in small modules; each imports its work lazily."""
+"""The `dwm-data` entry point. Commands live in small modules; each imports its work lazily.
+The builders' commands are made from `dwm_data.registry` (`cli.generate`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import sys
 
 import typer
 
-from cli import aria, dataset, runs, taste, train, trumans
+from cli import dataset, runs, train
+from cli.generate import Commands
 
 app = typer.Typer(
     name="dwm-data",
@@ -15,12 +17,9 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=Commands,
 )
 
-app.command("import-dwm", rich_help_panel="Build")(dataset.import_dwm)
-app.command("render-trumans", rich_help_panel="Build")(trumans.render_trumans)
-app.command("build-taste", rich_help_panel="Build")(taste.build_taste)
-app.command("aria-capture", rich_help_panel="Build")(aria.aria_capture)
 app.command("export-dwm", rich_help_panel="Inspect and convert")(dataset.export_dwm)
 app.command("inspect", rich_help_panel="Inspect and convert")(dataset.inspect)
 app.command("preview", rich_help_panel="Inspect and convert")(dataset.preview)
@@ -35,16 +34,31 @@ app.command("bench", rich_help_panel="Runs")(runs.bench)
 
 
 def main() -> None:
-    """Run the app; user-facing errors print as one red line without a traceback (exit 2)."""
+    """Run the app. A usage error (a bad value, a missing argument) or a user-facing error prints
+    as one red line without a traceback and exits 2; other exit codes are the commands' own."""
     from dwm_data.errors import DwmDataError
 
     try:
-        app()
+        code = app(args=sys.argv[1:] or ["--help"], standalone_mode=False)
+    except typer.TyperException as exc:  # the usage errors of the click inside Typer
+        context = getattr(exc, "ctx", None)
+        hint = f" (see {context.command_path} --help)" if context is not None else ""
+        _fail(exc.format_message() + hint, exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", 130)
     except DwmDataError as exc:
-        from rich.console import Console
+        _fail(str(exc))
+    sys.exit(code if isinstance(code, int) else 0)
 
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(2)
+
+def _fail(message: str, code: int = 2) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, soft_wrap=True).print(
+        f"[red]error:[/red] {escape(message)}", highlight=False
+    )
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The one interface every source implements, and the registry that finds them by name.
+"""The one interface every source implements, and how a builder is found by name.
 
 A builder turns an input (a dataset root, a capture) into a frozen list of `WorkUnit`s, then
 each unit into zero or more `Sample`s. It knows nothing about shards, processes or resuming:
@@ -9,7 +9,6 @@ so a Slurm array element or a Ray worker needs nothing but the run folder.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -17,19 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from dwm_data.errors import DwmDataError
+from dwm_data.options import BuilderOptions
 from dwm_data.recipe import Recipe
+from dwm_data.registry import SOURCES, load
 from dwm_data.sample import Sample
-
-# name -> "module:Class"; imported only when that builder runs, so heavy extras stay optional.
-BUILDERS: dict[str, str] = {
-    "import-dwm": "dwm_data.dwm_layout.importer:ImportBuilder",
-    "aria-capture": "dwm_data.aria.builder:AriaBuilder",
-    "render-trumans": "dwm_data.trumans.builder:TrumansBuilder",
-    "taste": "dwm_data.taste.builder:TasteBuilder",
-}
 
 
 @dataclass(frozen=True)
@@ -57,19 +48,11 @@ class UnitContext:
     heartbeat: Callable[[str], None] = lambda message: None  # "still alive, doing X"
 
 
-class BuilderOptions(BaseModel):
-    """Base for a builder's own options (input paths, backends); stored in plan.json."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class Builder(ABC):
-    """A source of samples. Subclasses set `name`, `Options` and implement `plan` and `process`."""
+    """A source of samples. Subclasses set `Options` and implement `plan` and `process`; a
+    registered source's name, options and recipe section are declared in `dwm_data.registry`."""
 
-    name: ClassVar[str]
     Options: ClassVar[type[BuilderOptions]]
-    # The recipe section this builder reads its knobs from (e.g. "taste"), if any.
-    section: ClassVar[str | None] = None
     # Replace the worker process after this many units, whatever the recipe says (1 for Blender,
     # whose state leaks across scenes); None defers to `run.units_per_process`.
     max_units_per_process: ClassVar[int | None] = None
@@ -91,18 +74,27 @@ class Builder(ABC):
 
 
 def builder_class(name: str) -> type[Builder]:
-    """A registered builder by name, or any importable one as "package.module:Class" (plugins)."""
-    target = BUILDERS.get(name, name if ":" in name else None)
+    """A registered source's builder by name, or any importable one as "package.module:Class"
+    (plugins)."""
+    target = SOURCES[name].builder if name in SOURCES else name if ":" in name else None
     if target is None:
-        raise DwmDataError(f"unknown builder '{name}' (known: {', '.join(sorted(BUILDERS))})")
-    module, _, attr = target.partition(":")
+        raise DwmDataError(f"unknown builder '{name}' (known: {', '.join(SOURCES)})")
     try:
-        return getattr(importlib.import_module(module), attr)
+        return load(target)
     except (ImportError, AttributeError) as exc:
         raise DwmDataError(f"builder '{name}' cannot be loaded from {target}: {exc}") from exc
 
 
 def make_builder(name: str, recipe: Recipe, options: dict[str, Any] | BuilderOptions) -> Builder:
+    from pydantic import ValidationError
+
     cls = builder_class(name)
-    opts = options if isinstance(options, BuilderOptions) else cls.Options.model_validate(options)
+    try:
+        opts = (
+            options if isinstance(options, BuilderOptions) else cls.Options.model_validate(options)
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise DwmDataError(f"{name}: option {where}: {error['msg']}") from exc
     return cls(recipe, opts)

@@ -1,8 +1,11 @@
+import subprocess
+import sys
 from fractions import Fraction
 
 import pytest
 from pydantic import BaseModel
 
+from dwm_data import registry
 from dwm_data.errors import DwmDataError
 from dwm_data.recipe import load_recipe
 
@@ -27,7 +30,7 @@ def test_tiny_starts_from_dwm_and_overrides_apply():
 
 
 def test_typos_and_bad_values_are_one_line_errors(tmp_path):
-    with pytest.raises(DwmDataError, match="unknown recipe key"):
+    with pytest.raises(DwmDataError, match=r"unknown key 'vidoe' \(allowed: name, video, codecs"):
         load_recipe("tiny", ["vidoe.frames=3"])
     with pytest.raises(DwmDataError, match="video.frames"):
         load_recipe("tiny", ["video.frames=many"])
@@ -37,14 +40,59 @@ def test_typos_and_bad_values_are_one_line_errors(tmp_path):
         load_recipe("nope")
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        # every source's own section is checked on load, before any plan is written
+        (
+            "trumans.sampels=16",
+            "unknown key 'trumans.sampels' (allowed: frame_skip, clip_stride, fov, samples, "
+            "denoise, threads)",
+        ),
+        ("taste.hfov=70", "unknown key 'taste.hfov' (allowed: hfov_deg, detect_height, max_gap)"),
+        ("aria.splat.stepz=3", "unknown key 'aria.splat.stepz' (allowed: steps, sh_degree,"),
+        ("train.lora_rnak=4", "unknown key 'train.lora_rnak' (allowed: base_model,"),
+        ("trumans.samples=many", "trumans.samples: Input should be a valid integer"),
+        # counts, sizes and timeouts must be positive
+        ("run.workers=0", "run.workers: Input should be greater than 0"),
+        ("run.tasks=0", "run.tasks: Input should be greater than 0"),
+        ("run.unit_timeout=0", "run.unit_timeout: Input should be greater than 0"),
+        ("shards.maxsize=0", "shards.maxsize: Input should be greater than 0"),
+        ("shards.maxcount=-1", "shards.maxcount: Input should be greater than 0"),
+        ("video.frames=0", "video.frames: Input should be greater than 0"),
+        ("trumans.frame_skip=0", "trumans.frame_skip: Input should be greater than 0"),
+    ],
+)
+def test_every_section_is_checked_on_load_in_one_line(override, message):
+    with pytest.raises(DwmDataError) as info:
+        load_recipe("tiny", [override])
+    text = str(info.value)
+    assert text.startswith("recipe tiny: ") and message in text and "\n" not in text
+
+
+def test_every_section_has_an_owner_with_a_light_model():
+    """The registry names a model for each section; loading them imports no heavy module."""
+    code = (
+        "import sys\n"
+        "from dwm_data import registry\n"
+        "for target in registry.sections().values():\n"
+        "    registry.load(target)\n"
+        "print(sorted(m for m in ('torch', 'cv2', 'bpy', 'mediapipe', 'gsplat', 'diffusers')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert set(registry.sections()) == {"trumans", "taste", "aria", "train", "sample", "eval"}
+
+
 def test_builder_sections_are_typed_by_their_owner(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text("base: tiny\ntaste:\n  backend: skeleton\n")
+    path.write_text("base: tiny\ntaste:\n  hfov_deg: 75\n")
 
     class TasteKnobs(BaseModel):
-        backend: str = "mediapipe"
+        hfov_deg: float = 60.0
 
     recipe = load_recipe(path)
-    assert recipe.section("taste", TasteKnobs).backend == "skeleton"
-    assert load_recipe("tiny").section("taste", TasteKnobs).backend == "mediapipe"
-    assert recipe.dump()["taste"] == {"backend": "skeleton"}
+    assert recipe.section("taste", TasteKnobs).hfov_deg == 75
+    assert load_recipe("tiny").section("taste", TasteKnobs).hfov_deg == 60
+    assert recipe.dump()["taste"] == {"hfov_deg": 75}

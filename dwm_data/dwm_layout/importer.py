@@ -10,26 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from dwm_data.builder import Builder, BuilderOptions, UnitContext, WorkUnit
+from dwm_data.builder import Builder, UnitContext, WorkUnit
 from dwm_data.dwm_layout import PROMPT_DIRS, SUBDIRS
+from dwm_data.dwm_layout.options import ImportOptions
 from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.sample import Sample, make_key, make_sample
 from dwm_data.video import probe, read_clip
 
 
-class ImportOptions(BuilderOptions):
-    source: str  # a layout root, or a list file of `.../videos/<stem>.mp4` paths
-    data_root: str | None = (
-        None  # what list-file paths are relative to (default: the list's folder)
-    )
-    license: str = "unspecified"
-    allow_missing_prompt: bool = False
-
-
 class ImportBuilder(Builder):
-    name = "import-dwm"
     Options = ImportOptions
-    section = "import_dwm"
 
     def plan(self) -> list[WorkUnit]:
         source = Path(self.options.source).resolve()

@@ -74,7 +74,7 @@ def _table(width: int, height: int) -> np.ndarray:
     return image
 
 
-def taste_stage(workdir: Path, recipe_name: str) -> tuple[str, dict[str, Any]]:
+def taste_stage(workdir: Path, recipe_name: str) -> dict[str, Any]:
     """The demo stage: a rendered clip long enough for the recipe, built with `mano-fit`."""
     from dwm_data.hands.synthetic import write_mano_models
     from dwm_data.recipe import load_recipe
@@ -84,7 +84,7 @@ def taste_stage(workdir: Path, recipe_name: str) -> tuple[str, dict[str, Any]]:
     mano_dir = workdir / "mano"
     write_mano_models(mano_dir)
     demo_clip(workdir / "clips", mano_dir, frames)
-    return "taste", {
+    return {
         "source": str(workdir / "clips"),
         "backend": "mano-fit",
         "mano_dir": str(mano_dir),

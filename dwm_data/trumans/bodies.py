@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,7 +27,6 @@ from dwm_data.trumans.camera import (
     y_up_to_z_up,
 )
 
-BodyKind = Literal["blend", "smplx"]
 BODY_MESH = "CC_Base_Body"
 SIDES = ("L", "R")  # CC4 side letters in HAND_SIDES order (0 left, 1 right)
 CC_HAND_GROUPS = {

@@ -489,7 +489,7 @@ def _write_smplx_result(root: Path, rec: str, frames: int) -> None:
     path.write_bytes(pickle.dumps(result))
 
 
-def demo_stage(workdir: Path, recipe_name: str) -> tuple[str, dict]:
+def demo_stage(workdir: Path, recipe_name: str) -> dict:
     """`dwm-data demo`: render the mini release's recording whose drawer opens."""
     release = write_release(Path(workdir))
-    return "render-trumans", {"root": str(release.root), "recordings": [RECORDINGS[0]]}
+    return {"root": str(release.root), "recordings": [RECORDINGS[0]]}

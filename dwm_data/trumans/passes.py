@@ -23,7 +23,6 @@ from dwm_data.trumans import blend, schedule
 from dwm_data.trumans.bodies import (
     BlendBody,
     Body,
-    BodyKind,
     SmplxBody,
     current_camera,
     evaluate_smplx,
@@ -31,8 +30,9 @@ from dwm_data.trumans.bodies import (
 )
 from dwm_data.trumans.camera import new_camera
 from dwm_data.trumans.frames import FrameCache
+from dwm_data.trumans.options import BodyKind, ClipPolicy
 from dwm_data.trumans.release import Recording, smplx_result_path
-from dwm_data.trumans.schedule import Clip, ClipPolicy
+from dwm_data.trumans.schedule import Clip
 
 STATIC_CAMERA = "DWM_StaticCamera"
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-ClipPolicy = Literal["all", "interaction"]
 # An object "moves" when its pose changes by more than this (metres, or the equivalent in rotation
 # matrix entries): keyed noise in the captures is far below, a drawer opening far above.
 MOTION_TOLERANCE = 1e-3

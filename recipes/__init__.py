@@ -1,0 +1,1 @@
+"""The recipe presets (`<name>.yaml`), shipped as package data so an installed wheel has them."""
