@@ -112,6 +112,11 @@ def run_build(
         progress=not quiet,
     )
     print_summary(result.status, result.seconds)
+    if result.stopped:
+        console().print(
+            f"[yellow]stopped[/yellow]: {result.status.done} units kept in closed shards, "
+            f"{result.status.pending} pending; re-run the same command to resume"
+        )
     if not result.status.finished:
         raise typer.Exit(3)
     if result.status.failed:
@@ -147,7 +152,7 @@ def print_summary(status, seconds: float | None = None) -> None:
         out.print(f"[red]failed[/red] {line}")
     if len(status.failures) > 10:
         out.print(f"... and {len(status.failures) - 10} more (see {status.root}/failures/)")
-    if status.failures or not status.finished:
-        out.print(
-            "Re-run the same command to finish the rest; add --retry-failed to retry failed units."
-        )
+    if status.pending:
+        out.print(f"Re-run the same command to finish the {status.pending} pending units.")
+    if status.failures:
+        out.print("Add --retry-failed to the same command to try the failed units again.")

@@ -23,17 +23,23 @@ def status(
     out: Annotated[Path, typer.Argument(help="A run folder.")],
 ) -> None:
     """Progress, running units and failures of a run, read from its files alone."""
-    from dwm_data.run import run_status
+    from dwm_data.runs.status import run_status
 
     state = run_status(out)
     print_summary(state)
+    now = time.time()
     for item in state.running:
         console().print(
-            f"[yellow]running[/yellow] task {item['task']}: {item['unit']} for {time.time() - item['since']:.0f} s"
+            f"[yellow]running[/yellow] task {item['task']}: {item['unit']} for "
+            f"{now - item['since']:.0f} s (pid {item['pid']} on {item['host']}, "
+            f"heartbeat {now - item['heartbeat']:.0f} s ago)"
         )
-    console().print(
-        "finished" if (out / "dataset.json").exists() else "not finished (no dataset.json yet)"
-    )
+    messages = {
+        "finished": "finished",
+        "running": "running",
+        "stopped": "stopped (nothing is running); re-run the same command to resume",
+    }
+    console().print(messages[state.state])
 
 
 def run_task(
@@ -41,11 +47,21 @@ def run_task(
     task: Annotated[int, typer.Option(help="Task index in the plan.")],
     retry_failed: Annotated[bool, typer.Option(help="Retry this task's failed units.")] = False,
 ) -> None:
-    """Run one task of a frozen plan (what a Slurm array element or a remote worker calls)."""
-    from dwm_data.run import run_task as run
+    """Run one task of a frozen plan under a supervisor (what a Slurm array element calls)."""
+    import signal
+    import threading
 
-    while run(out, task, retry_failed=retry_failed) != "complete":
-        retry_failed = False
+    from dwm_data.executors.supervise import supervise
+    from dwm_data.runs.folder import RunFolder
+    from dwm_data.runs.plan import live_settings
+
+    folder = RunFolder(out)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Slurm's preemption: close what is complete
+        signal.signal(sig, lambda signum, frame: stop.set())
+    config = live_settings(folder)
+    if not supervise(out, task, config, retry_failed=retry_failed, stop=stop):
+        raise typer.Exit(3)
 
 
 def demo(

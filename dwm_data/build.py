@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,17 +14,10 @@ from typing import Any
 from dwm_data.errors import DwmDataError
 from dwm_data.executors import make_executor
 from dwm_data.recipe import Recipe
-from dwm_data.run import (
-    Plan,
-    RunFolder,
-    RunStatus,
-    finalize,
-    make_plan,
-    prepare,
-    read_running,
-    run_status,
-    task_state,
-)
+from dwm_data.runs.folder import RunFolder, claim
+from dwm_data.runs.plan import Plan, make_plan, prepare
+from dwm_data.runs.status import RunStatus, finalize, run_status, task_state
+from dwm_data.store import write_json_atomic
 
 
 @dataclass
@@ -30,6 +25,7 @@ class BuildResult:
     status: RunStatus
     dataset: dict[str, Any]
     seconds: float
+    stopped: bool = False  # by SIGINT/SIGTERM: what was complete is kept
 
     @property
     def ok(self) -> bool:
@@ -40,12 +36,11 @@ class _Progress:
     """Finished-unit count from the run folder, refreshed only for tasks that are running."""
 
     def __init__(self, folder: RunFolder, plan: Plan, bar: Any | None):
-        self.folder, self.bar = folder, bar
+        self.folder, self.plan, self.bar = folder, plan, bar
         self._recent: set[int] = set()
         self.counts = {t: self._count(t) for t in range(len(plan.tasks))}
-        self.total = len(plan.units)
         self.bar_task = (
-            bar.add_task("units", total=self.total, completed=self.finished) if bar else None
+            bar.add_task("units", total=len(plan.units), completed=self.finished) if bar else None
         )
 
     @property
@@ -53,9 +48,7 @@ class _Progress:
         return sum(self.counts.values())
 
     def _count(self, task: int) -> int:
-        state = task_state(self.folder, task)
-        open_units = read_running(self.folder, task).get("open_units", 0)
-        return len(state.done) + len(state.failed) + open_units
+        return task_state(self.folder, self.plan, task).finished_units
 
     def __call__(self, active: set[int]) -> None:
         for task in active | self._recent:
@@ -75,18 +68,23 @@ def build(
     overwrite: bool = False,
     progress: bool = True,
 ) -> BuildResult:
-    """Build (or resume building) a dataset in `out`; re-running the same call finishes the rest."""
+    """Build (or resume building) a dataset in `out`; re-running the same call finishes the rest.
+
+    The run settings (`recipe.run`) are the live ones: a run resumes on any worker count or
+    executor, keeping the task split frozen in its plan.
+    """
     started = time.time()
     folder = RunFolder(Path(out))
-    if overwrite and folder.root.exists():
-        shutil.rmtree(folder.root)
-    plan = prepare(folder, make_plan(builder, options, recipe))
-    with _exclusive(folder):
-        return _execute(folder, plan, recipe, retry_failed, progress, started)
+    plan = make_plan(builder, options, recipe)  # before touching OUT: a bad input changes nothing
+    claim(folder, overwrite)
+    plan, loosened = prepare(folder, plan)
+    with _exclusive(folder), _stop_on_signals() as stop:
+        write_json_atomic(folder.settings, recipe.run.model_dump(mode="json"))
+        return _execute(folder, plan, recipe, retry_failed or loosened, progress, started, stop)
 
 
 @contextlib.contextmanager
-def _exclusive(folder: RunFolder):
+def _exclusive(folder: RunFolder) -> Iterator[None]:
     """One driver per run folder: two at once would run the same tasks twice."""
     import fcntl
 
@@ -98,6 +96,23 @@ def _exclusive(folder: RunFolder):
         yield
 
 
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM ask the executor to stop cleanly instead of killing the driver mid-write."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _execute(
     folder: RunFolder,
     plan: Plan,
@@ -105,13 +120,13 @@ def _execute(
     retry_failed: bool,
     progress: bool,
     started: float,
+    stop: threading.Event,
 ) -> BuildResult:
-    tasks = [
-        t
-        for t in range(len(plan.tasks))
-        if not folder.task_file("completions", t).exists()
-        or (retry_failed and task_state(folder, t).failed)
-    ]
+    tasks = []
+    for task in range(len(plan.tasks)):
+        state = task_state(folder, plan, task)
+        if not state.complete or (retry_failed and state.failed):
+            tasks.append(task)
     folder.dataset.unlink(missing_ok=True)  # dataset.json is written last; absent while running
     if tasks:
         executor = make_executor(recipe.run)
@@ -133,10 +148,10 @@ def _execute(
                 TimeRemainingColumn(),
             )
             with Progress(*columns, transient=False) as bar:
-                executor.run(folder.root, tasks, retry_failed, _Progress(folder, plan, bar))
+                executor.run(folder.root, tasks, retry_failed, _Progress(folder, plan, bar), stop)
         else:
-            executor.run(folder.root, tasks, retry_failed, lambda active: None)
+            executor.run(folder.root, tasks, retry_failed, lambda active: None, stop)
     status = run_status(folder.root)
-    # dataset.json marks a finished run; a run cut short (tasks out of restarts) gets none
+    # dataset.json marks a finished run; a run cut short (stopped, out of restarts) gets none
     dataset = finalize(folder.root, time.time() - started) if status.finished else {}
-    return BuildResult(status, dataset, time.time() - started)
+    return BuildResult(status, dataset, time.time() - started, stopped=stop.is_set())

@@ -2,7 +2,7 @@
 
 A builder turns an input (a dataset root, a capture) into a frozen list of `WorkUnit`s, then
 each unit into zero or more `Sample`s. It knows nothing about shards, processes or resuming:
-the run machinery (`dwm_data.run`) and the executors do that, the same way for every source.
+the run machinery (`dwm_data.runs`) and the executors do that, the same way for every source.
 Builders are rebuilt from `plan.json` (name + options + recipe) in whatever process runs a task,
 so a Slurm array element or a Ray worker needs nothing but the run folder.
 """
@@ -56,10 +56,18 @@ class Builder(ABC):
     # Replace the worker process after this many units, whatever the recipe says (1 for Blender,
     # whose state leaks across scenes); None defers to `run.units_per_process`.
     max_units_per_process: ClassVar[int | None] = None
+    # Options that only change how failed units are treated (e.g. keep a clip without caption):
+    # changing one resumes the same run and retries its failed units, as --retry-failed does.
+    loose_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, recipe: Recipe, options: BuilderOptions):
         self.recipe = recipe
         self.options = options
+
+    def preflight(self) -> None:  # noqa: B027 - optional hook, a builder without inputs needs none
+        """Check once, before the plan is written or any unit runs, what every unit needs (input
+        roots, model files, backends): a miss raises `DwmDataError` (one line, exit 2) instead
+        of failing each unit alike."""
 
     @abstractmethod
     def plan(self) -> list[WorkUnit]:

@@ -60,7 +60,7 @@ def inspect_shards(spec: str | Path) -> dict[str, Any]:
     }
     run_root = Path(spec)
     if (run_root / "plan.json").exists():
-        from dwm_data.run import run_status
+        from dwm_data.runs.status import run_status
 
         status = run_status(run_root)
         report["run"] = {

@@ -26,18 +26,20 @@ class SyntheticOptions(BuilderOptions):
     crash: list[int] = []  # units that kill their worker process
     bad: list[int] = []  # units that raise a UnitError
     empty: list[int] = []  # units that rightly produce no sample
+    lenient: bool = False  # bad units give a sample anyway (a loose option)
 
 
 class SyntheticBuilder(Builder):
     name = "synthetic"
     Options = SyntheticOptions
+    loose_options = frozenset({"lenient"})
 
     def plan(self) -> list[WorkUnit]:
         return [WorkUnit(f"unit{i:03d}", {"index": i}) for i in range(self.options.units)]
 
     def process(self, unit: WorkUnit, ctx: UnitContext) -> Iterable[Sample]:
         index = unit.payload["index"]
-        if index in self.options.bad:
+        if index in self.options.bad and not self.options.lenient:
             raise UnitError("input", f"unit {index} is bad on purpose")
         if index in self.options.crash:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -10,7 +10,9 @@ from dwm_data.build import build
 from dwm_data.errors import DwmDataError
 from dwm_data.executors.slurm import array_script
 from dwm_data.recipe import load_recipe
-from dwm_data.run import RunFolder, finalize, make_plan, prepare, run_status
+from dwm_data.runs.folder import RunFolder
+from dwm_data.runs.plan import make_plan, prepare
+from dwm_data.runs.status import finalize, run_status
 
 TESTS = Path(__file__).parent
 BUILDER = "sources:SyntheticBuilder"
@@ -36,7 +38,7 @@ def test_slurm_array_script_runs_every_task_from_the_run_folder(tmp_path):
         "tiny", ["run.executor=slurm", "run.tasks=3", "run.slurm.partition=gpu", "run.slurm.gpus=1"]
     )
     folder = RunFolder(tmp_path / "run")
-    plan = prepare(folder, make_plan(BUILDER, {"units": 5}, recipe))
+    plan, _ = prepare(folder, make_plan(BUILDER, {"units": 5}, recipe))
     script = array_script(folder.root, [0, 1, 2], recipe.run, retry_failed=False)
     assert "#SBATCH --array=0-2%2" in script and "#SBATCH --partition=gpu" in script
     assert (

@@ -15,7 +15,7 @@ import pytest
 from dwm_data.build import build
 from dwm_data.errors import DwmDataError
 from dwm_data.recipe import load_recipe
-from dwm_data.run import run_status
+from dwm_data.runs.status import run_status
 from dwm_data.store import read_samples
 
 TESTS = Path(__file__).parent
@@ -72,6 +72,39 @@ def test_a_different_command_on_the_same_folder_is_refused(tmp_path):
     ).ok
 
 
+def test_other_run_settings_resume_the_same_run(tmp_path):
+    """Workers, tasks, executor and timeouts are how a run is run, not which run it is."""
+    first = build(BUILDER, {"units": 5}, recipe("run.workers=1"), tmp_path / "run", progress=False)
+    again = build(
+        BUILDER,
+        {"units": 5},
+        recipe("run.workers=3", "run.tasks=5", "run.unit_timeout=99"),
+        tmp_path / "run",
+        progress=False,
+    )
+    assert again.ok and again.status.tasks == first.status.tasks  # the frozen split is kept
+    settings = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert settings["workers"] == 3 and settings["unit_timeout"] == 99
+
+
+def test_a_foreign_folder_is_never_written_nor_deleted(tmp_path):
+    thesis = tmp_path / "mine" / "thesis.tex"
+    thesis.parent.mkdir()
+    thesis.write_text("years of work")
+    for overwrite in (False, True):
+        with pytest.raises(DwmDataError, match="not a dwm-data run folder"):
+            build(BUILDER, {"units": 1}, recipe(), thesis.parent, overwrite=overwrite)
+    assert thesis.read_text() == "years of work" and os.listdir(thesis.parent) == ["thesis.tex"]
+
+
+def test_overwrite_replaces_our_own_run_folder(tmp_path):
+    build(BUILDER, {"units": 2}, recipe(), tmp_path / "run", progress=False)
+    (tmp_path / "run" / "plan.json").unlink()  # even cut short before the plan, it is ours
+    assert build(
+        BUILDER, {"units": 3}, recipe(), tmp_path / "run", overwrite=True, progress=False
+    ).ok
+
+
 def test_only_one_driver_per_run_folder(tmp_path):
     import fcntl
 
@@ -103,6 +136,17 @@ def test_bad_unit_fails_alone_and_retry_failed_retries_it(tmp_path):
     assert (
         retried.status.failed == 1 and retried.status.samples == 3
     )  # still bad, still counted once
+
+
+def test_a_loose_option_resumes_the_same_run_and_retries_its_failures(tmp_path):
+    """The advice a failure prints works on the same folder: an option that only changes how
+    failed units are treated (here `lenient`) is no other run."""
+    strict = build(BUILDER, {"units": 3, "bad": [1]}, recipe(), tmp_path / "run", progress=False)
+    assert strict.status.failed == 1
+    options = {"units": 3, "bad": [1], "lenient": True}
+    lenient = build(BUILDER, options, recipe(), tmp_path / "run", progress=False)
+    assert lenient.ok and lenient.status.samples == 3
+    assert json.loads((tmp_path / "run" / "plan.json").read_text())["options"]["lenient"]
 
 
 def test_units_without_samples_are_done_not_redone(tmp_path):

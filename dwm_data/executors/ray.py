@@ -1,28 +1,32 @@
-"""The Ray backend: each task attempt is a Ray Core task in a fresh worker process.
+"""The Ray backend: each task is a Ray Core task that supervises its own worker processes.
 
 Ray schedules by the CPU/GPU/memory each task asks for, across a cluster that shares the run
-folder's filesystem. `max_calls=1` gives every attempt a new process (as the local backend does),
-timeouts come from `running/<task>.json`, and a task whose worker died is submitted again.
+folder's filesystem. The Ray task is the task's living supervisor (`supervise`): it sees its
+workers die and charges the unit; when the Ray task itself is lost (a node, the driver), no unit
+is charged and the task is submitted again. Stopping cancels the tasks gently (a
+KeyboardInterrupt in the wrapper), which stops its worker cleanly.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from pathlib import Path
 
 from dwm_data.executors.base import Executor, Poll
-from dwm_data.executors.watch import overdue_unit
+from dwm_data.executors.supervise import STOP_GRACE, supervise
 from dwm_data.extras import require
-from dwm_data.recipe import parse_size
-from dwm_data.run import RunFolder, run_task
+from dwm_data.recipe import RunConfig, parse_size
 
 
-def _attempt(root: str, task: int, retry_failed: bool, max_units: int) -> str:
-    return run_task(root, task, retry_failed=retry_failed, max_units=max_units)
+def _attempt(root: str, task: int, config: dict, retry_failed: bool) -> bool:
+    return supervise(root, task, RunConfig.model_validate(config), retry_failed)
 
 
 class RayExecutor(Executor):
-    def run(self, root: Path, tasks: list[int], retry_failed: bool, poll: Poll) -> None:
+    def run(
+        self, root: Path, tasks: list[int], retry_failed: bool, poll: Poll, stop: threading.Event
+    ) -> None:
         ray = require("ray", "ray")
         config = self.config.ray
         started_here = not ray.is_initialized()
@@ -43,34 +47,32 @@ class RayExecutor(Executor):
         if config.memory_per_task:
             options["memory"] = parse_size(config.memory_per_task)
         remote = ray.remote(max_calls=1)(_attempt).options(**options)
-        folder = RunFolder(root)
+        settings = self.config.model_dump(mode="json")
         retry = dict.fromkeys(tasks, retry_failed)
-        deaths: Counter[int] = Counter()
+        lost: Counter[int] = Counter()
 
         def submit(task: int):
-            ref = remote.remote(str(root), task, retry[task], self.config.units_per_process)
+            ref = remote.remote(str(root), task, settings, retry[task])
             retry[task] = False
             return ref
 
         pending = {submit(task): task for task in tasks}
         try:
-            while pending:
+            while pending and not stop.is_set():
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 for ref in ready:
                     task = pending.pop(ref)
                     try:
-                        finished = ray.get(ref) == "complete"
+                        ray.get(ref)  # False: the task gave up on a worker dying outside units
                     except (ray.exceptions.RayError, ray.exceptions.TaskCancelledError):
-                        deaths[task] += 1  # run_task charges the death to the unit in flight
-                        finished = self.gives_up(deaths[task])
-                    if not finished:
-                        pending[submit(task)] = task
-                for ref, task in list(pending.items()):
-                    if overdue_unit(folder, task, self.config.unit_timeout):
-                        ray.cancel(ref, force=True)
-                        pending.pop(ref)
-                        pending[submit(task)] = task
+                        lost[task] += 1  # the supervisor itself was lost: no unit pays
+                        if lost[task] <= self.config.restarts:
+                            pending[submit(task)] = task
                 poll(set(pending.values()))
+            if pending:  # stop requested
+                for ref in pending:
+                    ray.cancel(ref, force=False)
+                ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE + 5)
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

@@ -1,9 +1,11 @@
 """The Slurm backend: one array job whose elements each run one task of the plan.
 
-The array script calls `dwm-data run-task OUT --task N`, which needs nothing but the run folder,
-so a requeued or preempted element resumes exactly where its task stopped. The driver submits,
-polls the run folder (and squeue), and resubmits tasks left unfinished by crashed elements, up
-to `run.restarts` rounds. Per-unit timeouts are Slurm's `--time` per element here.
+The array script calls `dwm-data run-task OUT --task N`, which needs nothing but the run folder
+(the live run settings are in `run.json`) and supervises its task's workers as the local driver
+does, so a requeued or preempted element resumes exactly where its task stopped and a lost
+allocation costs no unit anything. The driver submits, polls the run folder (and squeue), and
+resubmits tasks left unfinished by lost elements, up to `run.restarts` rounds. Stopping the driver
+cancels the job; Slurm's SIGTERM makes each element close what is complete.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 from dwm_data.errors import DwmDataError
 from dwm_data.executors.base import Executor, Poll
 from dwm_data.recipe import RunConfig
-from dwm_data.run import RunFolder
+from dwm_data.runs.folder import RunFolder
 
 
 def array_script(root: Path, tasks: list[int], config: RunConfig, retry_failed: bool) -> str:
@@ -48,7 +50,9 @@ def array_script(root: Path, tasks: list[int], config: RunConfig, retry_failed: 
 
 
 class SlurmExecutor(Executor):
-    def run(self, root: Path, tasks: list[int], retry_failed: bool, poll: Poll) -> None:
+    def run(
+        self, root: Path, tasks: list[int], retry_failed: bool, poll: Poll, stop: threading.Event
+    ) -> None:
         folder = RunFolder(root)
         pending = list(tasks)
         for round_ in range(self.config.restarts + 1):
@@ -75,7 +79,9 @@ class SlurmExecutor(Executor):
             )
             while self._queued(job):
                 poll(set(pending))
-                time.sleep(self.config.slurm.poll_seconds)
+                if stop.wait(self.config.slurm.poll_seconds):
+                    subprocess.run(["scancel", job], check=False)
+                    return
             pending = [t for t in pending if not folder.task_file("completions", t).exists()]
             if not pending:
                 break
