@@ -30,7 +30,7 @@ def train_and_sample(
     encode_shards(shards, recipe, base)
     run = train(shards, workdir / "run", recipe, resume=(workdir / "run" / "checkpoints").is_dir())
     key = next(read_samples(shards, validate=False)).key
-    static, hand, prompt, truth = load_inputs(shards, key, None, None, None)
+    static, hand, prompt, truth, _ = load_inputs(shards, key, None, None, None, video)
     cfg = recipe.section("sample", SampleConfig)
     model = WorldModel.from_weights(workdir / "run")
     generated = model.generate(static, hand, prompt, cfg.steps, cfg.guidance, cfg.seed)

@@ -1,20 +1,28 @@
 """Sampling the world model: a static video, a hand video and a prompt in, the interaction out.
 
 DDIM (the base model's `CogVideoXDDIMScheduler`, v-prediction) with classifier-free guidance on
-the prompt only, as the official inference: both branches see the same static, hand and mask
-conditions. Dropping the hand (zero hand latents) gives navigation-only simulation; dropping the
-prompt samples unconditionally on text.
+the prompt only, and the conditions built as the official inference builds them (snuvclab/dwm
+`inference.py` and its pipeline): an all-zero mask video (every pixel known), the static video's
+latent mean, a random sample of the hand video's latent distribution, both branches seeing the
+same conditions. Navigation only (no hand) encodes an all-black hand video: the model has seen
+frames without hands, never zeroed hand latents. Dropping the prompt samples unconditionally on
+text.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from dwm_data.errors import DwmDataError
 from dwm_model.config import check_geometry
+
+if TYPE_CHECKING:
+    from dwm_data.recipe import VideoConfig
+    from dwm_data.video import Source
 
 
 class WorldModel:
@@ -62,36 +70,33 @@ class WorldModel:
         use_hand: bool = True,
         use_prompt: bool = True,
     ) -> np.ndarray:
-        """(F, H, W, 3) uint8 static and hand videos to the generated interaction video."""
+        """(F, H, W, 3) uint8 static and hand videos to the generated interaction video.
+
+        One generator seeded with `seed` draws the initial noise, then the hand latents (the
+        official code draws the noise from its seeded generator and the latent sample from
+        torch's global one); the official batch inference seeds sample i with seed + i."""
         import torch
 
-        from dwm_model.base import latents_from_moments
-        from dwm_model.data import to_tensor
         from dwm_model.model import predict
 
         if static.shape != hand.shape:
             raise DwmDataError(f"static video is {static.shape}, hand video is {hand.shape}")
         check_geometry(static.shape[0], static.shape[2], static.shape[1])
-        base, scaling = self.base, self.base.scaling_factor
-        conditions = []
-        for frames in (static, hand):
-            moments = base.encode_moments(to_tensor(frames)[None])
-            conditions.append(latents_from_moments(moments, scaling, mode=True))
-        static_lat, hand_lat = conditions
-        if not use_hand:
-            hand_lat = torch.zeros_like(hand_lat)
+        base = self.base
+        generator = torch.Generator().manual_seed(seed)
+        static_lat = self._encode(static)
+        latents = torch.randn(static_lat.shape, generator=generator).to(base.device)
+        hand_lat = self._encode(hand if use_hand else np.zeros_like(hand), generator)
+        mask = self._mask(static.shape, static_lat.shape)
         guided = use_prompt and guidance > 1.0
         texts = ([""] if guided else []) + [prompt if use_prompt else ""]
         embeds = base.encode_prompts(texts, self.text_length)
         branches = len(texts)
-        static_lat, hand_lat = (
-            static_lat.repeat(branches, 1, 1, 1, 1),
-            hand_lat.repeat(branches, 1, 1, 1, 1),
+        static_lat, hand_lat, mask = (
+            condition.repeat(branches, 1, 1, 1, 1) for condition in (static_lat, hand_lat, mask)
         )
         scheduler = base.scheduler
         scheduler.set_timesteps(steps, device=base.device)
-        generator = torch.Generator().manual_seed(seed)
-        latents = torch.randn(conditions[0].shape, generator=generator).to(base.device)
         latents = latents * scheduler.init_noise_sigma
         with torch.no_grad():
             for t in scheduler.timesteps:
@@ -103,7 +108,8 @@ class WorldModel:
                     hand_lat,
                     embeds,
                     t.expand(branches),
-                    scaling,
+                    base.scaling_factor,
+                    mask=mask,
                 ).float()
                 if guided:
                     uncond, cond = velocity.chunk(2)
@@ -111,6 +117,29 @@ class WorldModel:
                 latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
         video = base.decode_latents(latents)[0]
         return to_frames(video)
+
+    def _encode(self, frames: np.ndarray, generator=None):
+        """[1, f, 16, h, w] scaled latents of a video: a sample of the VAE's distribution when a
+        generator is given (the hand video, as the official pipeline), else its mean (the static
+        video, which the official pipeline encodes as the InP "masked video", by its mode)."""
+        from dwm_model.base import latents_from_moments
+        from dwm_model.data import to_tensor
+
+        moments = self.base.encode_moments(to_tensor(frames)[None])
+        scaling = self.base.scaling_factor
+        return latents_from_moments(moments, scaling, generator, mode=generator is None)
+
+    def _mask(self, video_shape: tuple[int, ...], latent_shape):
+        """The mask channel from the all-zero mask video the official inference passes."""
+        import torch
+
+        from dwm_model.model import inpaint_mask
+
+        frames, height, width, _ = video_shape
+        zeros = torch.zeros((1, 1, frames, height, width), device=self.base.device)
+        _, latent_frames, _, latent_height, latent_width = latent_shape
+        scaling = self.base.scaling_factor
+        return inpaint_mask(zeros, latent_frames, latent_height, latent_width, scaling)
 
 
 def to_frames(video) -> np.ndarray:
@@ -134,28 +163,63 @@ def preview(*videos: np.ndarray) -> np.ndarray:
     return np.concatenate(videos, axis=2)
 
 
+class Inputs(NamedTuple):
+    static: np.ndarray
+    hand: np.ndarray
+    prompt: str
+    truth: np.ndarray | None
+    # One line per video that had to be fitted to the recipe's geometry, for the user.
+    fitted: tuple[str, ...] = ()
+
+
 def load_inputs(
     shards: list[Path] | None,
     key: str | None,
     static: Path | None,
     hand: Path | None,
     prompt: str | None,
-) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
-    """(static, hand, prompt, truth) from a shard key or from two video files and a prompt."""
-    from dwm_data.video import decode
-
+    video: VideoConfig | None = None,
+) -> Inputs:
+    """(static, hand, prompt, truth) from a shard key or from two video files and a prompt, at
+    the recipe's geometry `video` when given (see `fit_video`)."""
     if key is not None:
         from dwm_data.store import read_samples
 
         for sample in read_samples(shards or [], validate=False):
             if sample.key == key:
-                return (
-                    decode(sample.static),
-                    decode(sample.hand),
-                    sample.prompt if prompt is None else prompt,
-                    decode(sample.video),
-                )
-        raise DwmDataError(f"no sample with key {key} in the shards")
-    if static is None or hand is None:
+                sources = {"static": sample.static, "hand": sample.hand, "video": sample.video}
+                text = sample.prompt if prompt is None else prompt
+                break
+        else:
+            raise DwmDataError(f"no sample with key {key} in the shards")
+    elif static is None or hand is None:
         raise DwmDataError("give --key with shards, or --static and --hand videos")
-    return decode(static), decode(hand), prompt or "", None
+    else:
+        sources, text = {"static": static, "hand": hand}, prompt or ""
+    frames, fitted = {}, []
+    for name, source in sources.items():
+        frames[name], note = fit_video(source, video)
+        if note:
+            fitted.append(f"{name}: {note}")
+    return Inputs(frames["static"], frames["hand"], text, frames.get("video"), tuple(fitted))
+
+
+def fit_video(source: Source, video: VideoConfig | None) -> tuple[np.ndarray, str | None]:
+    """A video at the recipe's frame count, size and rate, and what was changed (None if
+    nothing): resampled to the recipe's fps from its first frame and scaled to its size with its
+    `resize` rule, as `import-dwm -r` fits a clip, so a file and its imported sample give the
+    model the same frames (the model would otherwise run at whatever size it is handed)."""
+    from dwm_data.video import decode, probe, read_clip
+
+    if video is None:
+        return decode(source), None
+    info = probe(source)
+    if info.matches(video.frames, video.width, video.height, video.rate, info.codec):
+        return decode(source), None
+    frames, _ = read_clip(source, video.frames, video.rate, video.width, video.height, video.resize)
+    note = (
+        f"{info.width}x{info.height}, {info.frames} frames at {float(info.fps):g} fps -> the "
+        f"recipe's {video.width}x{video.height}, first {video.frames} frames at "
+        f"{float(video.rate):g} fps ({video.resize})"
+    )
+    return frames, note

@@ -4,8 +4,10 @@ The transformer input is `[noisy 16 | mask 1 | static 16 | hand 16]` on the chan
 [B, F, C, h, w] latents, as in snuvclab/dwm: channels 0-32 are the base InP input with the static
 video as a fully known "masked video" (mask = ones x VAE scaling), the hand channels are new and
 start at zero so the widened model begins as the base model. Weights are saved as the official
-release saves them (`pytorch_lora_weights.safetensors` with `transformer.`-prefixed peft keys and
-`non_lora_weights.safetensors` with the full patch embedding), so each side loads the other's.
+trainer saves them (`pytorch_lora_weights.safetensors`: the unprefixed keys of
+`get_peft_model_state_dict` in a plain safetensors file; `non_lora_weights.safetensors`: the full
+patch embedding), so each side loads the other's; files with diffusers' `transformer.` prefix
+(earlier dwm-data, written by `CogVideoXPipeline.save_lora_weights`) load too.
 """
 
 from __future__ import annotations
@@ -91,12 +93,34 @@ def add_lora(
     return params
 
 
-def model_input(noisy, static, hand, scaling: float):
-    """[noisy | mask of ones x scaling | static | hand] on dim 2 of [B, F, C, h, w]."""
+def inpaint_mask(
+    mask_video, latent_frames: int, latent_height: int, latent_width: int, scaling: float
+):
+    """The InP mask channel [B, f, 1, h, w] from a pixel mask video [B, 1, F, H, W] (1 = to
+    generate, 0 = known), built as VideoX-Fun's inpaint pipeline builds it: inverted, the first
+    frame resized on its own (the VAE encodes it alone) and the rest trilinearly, times the VAE
+    scaling. The official DWM inference passes an all-zero mask video: every pixel is known."""
+    import torch
+    from torch.nn.functional import interpolate
+
+    known = 1 - mask_video.float()
+    grid = (latent_height, latent_width)
+    parts = [interpolate(known[:, :, :1], size=(1, *grid), mode="trilinear", align_corners=False)]
+    if latent_frames > 1:
+        rest = (latent_frames - 1, *grid)
+        parts.append(interpolate(known[:, :, 1:], size=rest, mode="trilinear", align_corners=False))
+    return (torch.cat(parts, dim=2) * scaling).permute(0, 2, 1, 3, 4)
+
+
+def model_input(noisy, static, hand, scaling: float, mask=None):
+    """[noisy | mask | static | hand] on dim 2 of [B, F, C, h, w]; the mask defaults to ones x
+    scaling, the official trainer's (the static video is known everywhere)."""
     import torch
 
-    mask = torch.full_like(noisy[:, :, :1], scaling)
-    return torch.cat([noisy, mask, static.to(noisy.dtype), hand.to(noisy.dtype)], dim=2)
+    if mask is None:
+        mask = torch.full_like(noisy[:, :, :1], scaling)
+    parts = [noisy, mask, static, hand]
+    return torch.cat([part.to(noisy.dtype) for part in parts], dim=2)
 
 
 def rotary_embedding(
@@ -126,14 +150,23 @@ def rotary_embedding(
 
 
 def predict(
-    transformer, noisy, static, hand, prompt_embeds, timesteps, scaling: float, runner=None
+    transformer,
+    noisy,
+    static,
+    hand,
+    prompt_embeds,
+    timesteps,
+    scaling: float,
+    runner=None,
+    mask=None,
 ):
     """The model's v-prediction for [B, F, 16, h, w] noisy latents under the two conditions;
-    `runner` is a wrapper that runs the transformer (DistributedDataParallel)."""
+    `runner` is a wrapper that runs the transformer (DistributedDataParallel), `mask` the InP
+    mask channel (default: everything known)."""
     _, frames, _, height, width = noisy.shape
     rope = rotary_embedding(transformer, frames, height, width, noisy.device)
     return (runner or transformer)(
-        hidden_states=model_input(noisy, static, hand, scaling),
+        hidden_states=model_input(noisy, static, hand, scaling, mask),
         encoder_hidden_states=prompt_embeds,
         timestep=timesteps,
         image_rotary_emb=rope,
@@ -142,17 +175,14 @@ def predict(
 
 
 def save_weights(transformer, folder: Path, record: dict[str, Any]) -> None:
-    """The two official files plus our adapter record (rank, alpha, base model, text length);
-    keys as `get_peft_model_state_dict`
-    and `named_parameters` give them, like snuvclab/dwm."""
-    from diffusers import CogVideoXPipeline
+    """The two files as the official trainer writes them, plus our adapter record (rank, alpha,
+    targets, base model, text length) that the official loader ignores."""
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    CogVideoXPipeline.save_lora_weights(
-        folder, transformer_lora_layers=get_peft_model_state_dict(transformer)
-    )
+    lora = get_peft_model_state_dict(transformer)
+    save_file({k: v.detach().cpu().contiguous() for k, v in lora.items()}, str(folder / LORA_FILE))
     non_lora = {
         name: param.detach().cpu().contiguous()
         for name, param in transformer.named_parameters()
@@ -169,31 +199,46 @@ def adapter_settings(folder: Path) -> dict[str, Any]:
         return json.loads((folder / ADAPTER_FILE).read_text())
     from safetensors import safe_open
 
-    with safe_open(str(_weights_file(folder, LORA_FILE)), "pt") as handle:
-        key = next(k for k in handle.keys() if k.endswith("lora_A.weight"))  # noqa: SIM118
+    path = _weights_file(folder, LORA_FILE)
+    with safe_open(str(path), "pt") as handle:
+        key = next((k for k in handle.keys() if k.endswith("lora_A.weight")), None)  # noqa: SIM118
+        if key is None:
+            raise DwmDataError(f"{path} holds no LoRA weights (no key ends in lora_A.weight)")
         rank = handle.get_slice(key).get_shape()[0]
     return {"rank": rank, "alpha": rank, "text_length": 226}
 
 
 def load_weights(transformer, folder: Path) -> None:
-    """Load both files into a widened transformer that already carries the adapter."""
+    """Load both files into a widened transformer that already carries the adapter, through the
+    official loader's calls; a file that does not fit the adapter is refused in one line (peft
+    itself loads what matches and says nothing)."""
     import torch
-    from diffusers import CogVideoXPipeline
     from diffusers.utils import convert_unet_state_dict_to_peft
     from peft.utils import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    lora = CogVideoXPipeline.lora_state_dict(str(_weights_file(folder, LORA_FILE).parent))
-    lora = lora[0] if isinstance(lora, tuple) else lora
-    state = {
-        k.removeprefix("transformer."): v for k, v in lora.items() if k.startswith("transformer.")
-    }
+    path = _weights_file(folder, LORA_FILE)
+    lora = {k.removeprefix("transformer."): v for k, v in load_file(str(path)).items()}
     result = set_peft_model_state_dict(
-        transformer, convert_unet_state_dict_to_peft(state), "default"
+        transformer, convert_unet_state_dict_to_peft(lora), "default"
     )
-    unexpected = list(getattr(result, "unexpected_keys", None) or [])
+    unexpected = set(result.unexpected_keys)
+    if not set(lora) - unexpected:
+        first = next(iter(sorted(lora)), "none")
+        raise DwmDataError(
+            f"{path}: no LoRA key matches the model (first key: {first}); "
+            "expected CogVideoX keys like transformer_blocks.0.attn1.to_q.lora_A.weight"
+        )
     if unexpected:
-        raise DwmDataError(f"{folder}: LoRA keys the model lacks: {', '.join(unexpected[:3])}")
+        raise DwmDataError(
+            f"{path}: LoRA keys the model lacks: {', '.join(sorted(unexpected)[:3])}"
+        )
+    missing = sorted(k for k in result.missing_keys if "lora_" in k)
+    if missing:
+        raise DwmDataError(
+            f"{path} lacks {len(missing)} LoRA tensors of the adapter (e.g. {missing[0]}): "
+            "it was trained on other layers"
+        )
     own = dict(transformer.named_parameters())
     with torch.no_grad():
         for name, value in load_file(str(_weights_file(folder, NON_LORA_FILE))).items():

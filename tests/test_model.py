@@ -183,15 +183,20 @@ def trained_like(tiny_base, alpha: int = 8):
 
 
 def test_saved_weights_follow_the_official_key_layout(tiny_base, tmp_path):
+    """The official trainer's files: exactly the unprefixed keys of `get_peft_model_state_dict`
+    and the full patch embedding under its parameter names."""
+    from peft.utils import get_peft_model_state_dict
     from safetensors.torch import load_file
 
     model = trained_like(tiny_base)
     save_weights(model, tmp_path, {"rank": 4, "alpha": 8, "base_model": str(tiny_base)})
     lora = load_file(str(tmp_path / "pytorch_lora_weights.safetensors"))
+    peft_state = get_peft_model_state_dict(model)
+    assert set(lora) == set(peft_state)
+    assert all(torch.equal(lora[k], peft_state[k]) for k in lora)
     inner = 2 * 32
-    assert lora["transformer.transformer_blocks.0.attn1.to_q.lora_A.weight"].shape == (4, inner)
-    assert lora["transformer.transformer_blocks.1.attn1.to_out.0.lora_B.weight"].shape == (inner, 4)
-    assert all(k.startswith("transformer.transformer_blocks.") for k in lora)
+    assert lora["transformer_blocks.0.attn1.to_q.lora_A.weight"].shape == (4, inner)
+    assert lora["transformer_blocks.1.attn1.to_out.0.lora_B.weight"].shape == (inner, 4)
     assert len(lora) == 2 * 4 * 2
     non_lora = load_file(str(tmp_path / NON_LORA_FILE))
     assert set(non_lora) == {"patch_embed.proj.weight", "patch_embed.proj.bias"}

@@ -17,6 +17,7 @@ from test_model import (  # noqa: F401
 )
 
 from dwm_data.errors import DwmDataError
+from dwm_data.recipe import load_recipe
 from dwm_data.video import Codec, decode, encode, probe
 from dwm_model.generate import WorldModel, load_inputs, preview, write_video
 from dwm_model.metrics import psnr, ssim
@@ -36,7 +37,8 @@ def world_model(tiny_base, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inputs(shard_dir):
-    return load_inputs(sorted(shard_dir.glob("*.tar")), "syn-0001", None, None, None)
+    loaded = load_inputs(sorted(shard_dir.glob("*.tar")), "syn-0001", None, None, None)
+    return loaded.static, loaded.hand, loaded.prompt, loaded.truth
 
 
 def test_psnr_and_ssim_of_known_pairs():
@@ -74,6 +76,9 @@ def test_generate_is_seeded_and_follows_hand_and_prompt(world_model, inputs):
     no_hand = world_model.generate(static, hand, prompt, steps=2, seed=5, use_hand=False)
     no_prompt = world_model.generate(static, hand, prompt, steps=2, seed=5, use_prompt=False)
     assert not np.array_equal(first, no_hand) and not np.array_equal(first, no_prompt)
+    # navigation only is an all-black hand video (frames without hands), not zeroed latents
+    black = world_model.generate(static, np.zeros_like(hand), prompt, steps=2, seed=5)
+    assert np.array_equal(no_hand, black)
 
 
 def test_generate_refuses_inputs_the_model_cannot_take(world_model, inputs):
@@ -88,8 +93,11 @@ def test_inputs_from_files_and_missing_key(shard_dir, inputs, tmp_path):
     static, hand, _, _ = inputs
     (tmp_path / "s.mp4").write_bytes(encode(static, 8, Codec(preset="ultrafast")))
     (tmp_path / "h.mp4").write_bytes(encode(hand, 8, Codec(preset="ultrafast")))
-    s, h, text, truth = load_inputs(None, None, tmp_path / "s.mp4", tmp_path / "h.mp4", "wave")
+    s, h, text, truth, fitted = load_inputs(
+        None, None, tmp_path / "s.mp4", tmp_path / "h.mp4", "wave", load_recipe("tiny").video
+    )
     assert s.shape == h.shape == static.shape and text == "wave" and truth is None
+    assert fitted == ()  # already at the recipe's geometry: decoded as stored
     with pytest.raises(DwmDataError, match="no sample with key nope"):
         load_inputs(sorted(shard_dir.glob("*.tar")), "nope", None, None, None)
     with pytest.raises(DwmDataError, match="--static"):
@@ -182,7 +190,6 @@ def test_cli_encode_train_sample_eval(shard_dir, tiny_base, tmp_path, monkeypatc
 def test_eval_scores_samples_and_counts_broken_ones(world_model, tmp_path):
     from test_model import write_shard
 
-    from dwm_data.recipe import load_recipe
     from dwm_model.evaluate import evaluate
 
     write_shard(tmp_path / "e-000000.tar", [20, 21, 22], broken={20: "corrupt"})
@@ -195,3 +202,86 @@ def test_eval_scores_samples_and_counts_broken_ones(world_model, tmp_path):
     )
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["samples"] == 2
     assert probe(tmp_path / "eval" / "previews" / "syn-0021.mp4").width == 4 * WIDTH
+
+
+def test_given_videos_are_fitted_to_the_recipe(shared_data):
+    from dwm_model.generate import fit_video
+
+    clip = shared_data("dwm_realworld/realworld_dynamic/videos_static/00013.mp4")
+    frames, note = fit_video(clip, load_recipe("tiny").video)
+    assert frames.shape == (FRAMES, HEIGHT, WIDTH, 3)
+    assert note == (
+        "720x480, 49 frames at 8 fps -> the recipe's 64x48, first 9 frames at 8 fps (letterbox)"
+    )
+    assert fit_video(clip, load_recipe("dwm").video)[1] is None  # already the recipe's
+    with pytest.raises(DwmDataError, match="clip too short: 49 frames"):
+        fit_video(clip, load_recipe("tiny", ["video.frames=61"]).video)
+
+
+@pytest.mark.slow
+def test_sample_fits_given_videos_to_the_recipe_as_import_does(shared_data, tiny_base, tmp_path):
+    """`sample -r tiny --static/--hand` with the official 720x480x49 clip runs at the recipe's
+    64x48x9 (it ran at the files' size), and the model is handed the frames that `import-dwm
+    -r tiny` stores for the same clip (so `--static` and `--key` agree)."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from dwm_data.build import build
+
+    clip = shared_data("dwm_realworld/realworld_dynamic")
+    listing = tmp_path / "list.txt"
+    listing.write_text("realworld_dynamic/videos/00013.mp4\n")
+    options = {"source": str(listing), "data_root": str(clip.parent)}
+    build("import-dwm", options, load_recipe("tiny"), tmp_path / "run", progress=False)
+    shards = sorted((tmp_path / "run" / "shards").glob("*.tar"))
+    tiny = load_recipe("tiny").video
+    imported = load_inputs(shards, "dwm-realworld_dynamic-00013", None, None, None, tiny)
+    files = {
+        name: clip / sub / "00013.mp4"
+        for name, sub in (("s", "videos_static"), ("h", "videos_hands"))
+    }
+    given = load_inputs(None, None, files["s"], files["h"], "", tiny)
+    assert imported.fitted == () and len(given.fitted) == 2
+    assert "720x480, 49 frames at 8 fps -> the recipe's 64x48, first 9 frames" in given.fitted[0]
+    for ours, theirs in ((given.static, imported.static), (given.hand, imported.hand)):
+        assert ours.shape == theirs.shape == (FRAMES, HEIGHT, WIDTH, 3)
+        assert np.abs(ours.astype(int) - theirs).mean() < 2  # the shard's re-encoding only
+
+    folder = tmp_path / "weights"
+    save_weights(
+        trained_like(tiny_base), folder, {"rank": 4, "alpha": 8, "base_model": str(tiny_base)}
+    )
+    args = ["sample", folder, tmp_path / "out.mp4", "--static", files["s"], "--hand", files["h"]]
+    args += ["--recipe", "tiny", "--steps", "1"]
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "fitted static: 720x480" in result.output and "fitted hand: 720x480" in result.output
+    info = probe(tmp_path / "out.mp4")
+    assert (info.frames, info.width, info.height) == (FRAMES, WIDTH, HEIGHT)
+
+
+def test_conditions_are_built_as_the_official_inference(world_model, inputs):
+    """snuvclab/dwm inference: an all-zero mask video (mask channel = VAE scaling everywhere), the
+    hand video's latents a sample of the VAE distribution (`latent_dist.sample()`)."""
+    import torch
+
+    from dwm_model.data import to_tensor
+    from dwm_model.model import inpaint_mask
+
+    static, hand, prompt, _ = inputs
+    zeros = torch.zeros(1, 1, FRAMES, HEIGHT, WIDTH)
+    latent = (3, HEIGHT // 8, WIDTH // 8)
+    assert torch.equal(inpaint_mask(zeros, *latent, 0.7), torch.full((1, 3, 1, 6, 8), 0.7))
+    assert inpaint_mask(torch.ones_like(zeros), *latent, 0.7).abs().max() == 0
+    right = zeros.clone()
+    right[..., WIDTH // 2 :] = 1  # generate the right half only
+    mask = inpaint_mask(right, *latent, 0.7)
+    assert torch.equal(mask[..., :4], torch.full((1, 3, 1, 6, 4), 0.7)) and mask[..., 4:].max() == 0
+
+    vae, scaling = world_model.base.vae, world_model.base.scaling_factor
+    with torch.no_grad():
+        dist = vae.encode(to_tensor(hand)[None]).latent_dist
+    official = dist.sample(generator=torch.Generator().manual_seed(9)) * scaling
+    ours = world_model._encode(hand, torch.Generator().manual_seed(9))
+    assert torch.allclose(ours, official.permute(0, 2, 1, 3, 4), atol=1e-6)
+    assert not torch.allclose(ours, world_model._encode(hand), atol=1e-3)  # not the mean
