@@ -1,25 +1,28 @@
 """Recipes: YAML presets loaded into typed configs, overridable from the command line.
 
 A recipe pins every knob of a run. The shared sections (video, codecs, shards, run) are typed
-here; each builder or trainer validates its own section (`recipe.section(name, Model)`), so the
-sources stay independent. `base:` lets a recipe start from another one and change a few keys.
+here; the other sections belong to a source or to the trainer, which type them with their own
+model (`recipe.section(name, Model)`), so the sources stay independent. Loading a recipe checks
+every section against its owner's model, named in `dwm_data.registry`, so a typo fails the
+command before anything runs. `base:` lets a recipe start from another one and change a few keys.
+The presets ship inside the package (`recipes/`), so an installed wheel finds them too.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dwm_data import registry
 from dwm_data.errors import DwmDataError
 from dwm_data.video import Codec
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
-# Sections owned by one builder or by the trainer; anything else at the top level is a typo.
-SECTIONS = ("import_dwm", "taste", "trumans", "aria", "train", "sample", "eval")
+RECIPES_DIR = Path(str(resources.files("recipes")))
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -29,13 +32,13 @@ class Strict(BaseModel):
 
 
 class VideoConfig(Strict):
-    frames: int = 49
-    width: int = 720
-    height: int = 480
+    frames: int = Field(49, gt=0)
+    width: int = Field(720, gt=0)
+    height: int = Field(480, gt=0)
     fps: str = "8"
     resize: Literal["letterbox", "crop"] = "letterbox"
     # The transformer needs sizes in multiples of 16 and 4k+1 frames; the video codec only even sizes.
-    size_multiple: int = 16
+    size_multiple: int = Field(16, gt=0)
 
     @field_validator("fps", mode="before")
     @classmethod
@@ -51,8 +54,6 @@ class VideoConfig(Strict):
             raise DwmDataError(
                 f"recipe size {self.width}x{self.height} is not a multiple of {self.size_multiple}"
             )
-        if self.frames < 1:
-            raise DwmDataError(f"recipe frames must be positive, got {self.frames}")
 
 
 Preset = Literal[
@@ -63,7 +64,7 @@ OfficialSource = Literal["trumans", "taste", "aria"]  # the sources with officia
 
 class CodecConfig(Strict):
     codec: str = "libx264"
-    crf: int = 18
+    crf: int = Field(18, ge=0, le=63)
     preset: Preset = "medium"
     pix_fmt: Literal["yuv420p", "yuv422p", "yuv444p"] = "yuv420p"
 
@@ -106,8 +107,8 @@ class CodecsConfig(Strict):
 
 class ShardConfig(Strict):
     name: str = "dwm"
-    maxcount: int = 100
-    maxsize: int = 1_000_000_000
+    maxcount: int = Field(100, gt=0)
+    maxsize: int = Field(1_000_000_000, gt=0)
 
     @field_validator("maxsize", mode="before")
     @classmethod
@@ -120,33 +121,37 @@ class SlurmConfig(Strict):
 
     partition: str | None = None
     time: str = "24:00:00"
-    cpus_per_task: int = 4
+    cpus_per_task: int = Field(4, gt=0)
     mem: str = "16G"
-    gpus: int = 0
+    gpus: int = Field(0, ge=0)
     extra: list[str] = []  # further #SBATCH lines, e.g. ["--account=abc", "--qos=high"]
-    poll_seconds: float = 30.0
+    poll_seconds: float = Field(30.0, gt=0)
 
 
 class RayConfig(Strict):
     address: str | None = None  # an existing cluster ("auto" or ray://...); None: a local one
-    cpus_per_task: float = 1.0
-    gpus_per_task: float = 0.0
+    cpus_per_task: float = Field(1.0, ge=0)
+    gpus_per_task: float = Field(0.0, ge=0)
     memory_per_task: str | None = None  # e.g. "8GB": Ray schedules by it
 
 
 class RunConfig(Strict):
     executor: Literal["local", "ray", "slurm"] = "local"
-    workers: int = 2
-    tasks: int | None = None  # None: enough tasks to keep every worker busy and balance the load
-    unit_timeout: float = 3600.0
-    units_per_process: int = 25  # a worker process is replaced after this many units (leaks)
-    restarts: int = 3  # how often a crashed or killed task is restarted before giving up
+    workers: int = Field(2, gt=0)
+    # None: enough tasks to keep every worker busy and balance the load
+    tasks: int | None = Field(None, gt=0)
+    unit_timeout: float = Field(3600.0, gt=0)
+    # a worker process is replaced after this many units (leaks)
+    units_per_process: int = Field(25, gt=0)
+    # how often a crashed or killed task is restarted before giving up
+    restarts: int = Field(3, ge=0)
     slurm: SlurmConfig = SlurmConfig()
     ray: RayConfig = RayConfig()
 
 
 class Recipe(BaseModel):
-    """The resolved recipe; builder sections are kept raw and typed by their owners."""
+    """The resolved recipe; the sections of sources and the trainer are kept raw (checked on
+    load) and typed by their owners."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -157,7 +162,7 @@ class Recipe(BaseModel):
     run: RunConfig = RunConfig()
 
     def section(self, name: str, model: type[M]) -> M:
-        if name not in SECTIONS:
+        if name not in registry.sections():
             raise DwmDataError(f"unknown recipe section '{name}'")
         return model.model_validate((self.model_extra or {}).get(name, {}))
 
@@ -226,18 +231,50 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_recipe(name_or_path: str | Path = "dwm", overrides: list[str] | None = None) -> Recipe:
-    """Load a preset by name (recipes/<name>.yaml) or path, apply overrides, validate."""
-    from pydantic import ValidationError
-
+    """Load a preset by name (recipes/<name>.yaml) or path, apply overrides, check every section."""
     data = apply_overrides(_read(recipe_path(name_or_path)), overrides or [])
-    unknown = set(data) - set(Recipe.model_fields) - set(SECTIONS)
-    if unknown:
-        raise DwmDataError(f"unknown recipe key(s): {', '.join(sorted(unknown))}")
+    owned = registry.sections()
+    allowed = [*Recipe.model_fields, *owned]
+    for key in data:
+        if key not in allowed:
+            raise DwmDataError(
+                f"recipe {name_or_path}: unknown key '{key}' (allowed: {', '.join(allowed)})"
+            )
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise DwmDataError(f"recipe {name_or_path}: {where}: {first['msg']}") from exc
+        raise DwmDataError(_first_error(name_or_path, Recipe, (), exc)) from exc
+    for section, target in owned.items():
+        model = registry.load(target)
+        try:
+            model.model_validate(data.get(section) or {})
+        except ValidationError as exc:
+            raise DwmDataError(_first_error(name_or_path, model, (section,), exc)) from exc
     recipe.video.check()
     return recipe
+
+
+def _first_error(
+    name: str | Path, model: type[BaseModel], prefix: tuple[str, ...], exc: ValidationError
+) -> str:
+    """One line for the first problem: where, and what; for a typo, the keys allowed there."""
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    where = ".".join((*prefix, *loc))
+    if error["type"] == "extra_forbidden":
+        keys = _keys_at(model, loc[:-1])
+        return f"recipe {name}: unknown key '{where}'" + (
+            f" (allowed: {', '.join(keys)})" if keys else ""
+        )
+    return f"recipe {name}: {where}: {error['msg']}"
+
+
+def _keys_at(model: type[BaseModel], path: tuple[str, ...]) -> list[str]:
+    """The keys of the (nested) section at `path`, e.g. ("splat",) in the aria section."""
+    for part in path:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

@@ -46,7 +46,7 @@ def taste_root(root: Path, clip: Path, caption: bool = True) -> Path:
 
 def run(source: Path, out: Path, recipe: str = "tiny", **options):
     return build(
-        "taste", {"source": str(source), **options}, load_recipe(recipe), out, progress=False
+        "build-taste", {"source": str(source), **options}, load_recipe(recipe), out, progress=False
     )
 
 

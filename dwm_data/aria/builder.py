@@ -11,60 +11,26 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from dwm_data.aria.capture import find_capture, is_capture, read_points
 from dwm_data.aria.clips import Clip, clip_requests, exploration_frames, parse_start, select_clip
 from dwm_data.aria.hands import hand_masks, hand_track
+from dwm_data.aria.options import AriaOptions, AriaSettings
 from dwm_data.aria.source import CaptureSource
 from dwm_data.aria.static import SPLAT_FILE, SceneFit, cached_scene, fit_scene
-from dwm_data.builder import Builder, BuilderOptions, UnitContext, WorkUnit
+from dwm_data.builder import Builder, UnitContext, WorkUnit
 from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.extras import require
 from dwm_data.hands.track import HandTrack
 from dwm_data.sample import Sample, make_key, make_sample
 from dwm_data.splat.render import Params
-from dwm_data.splat.train import SplatConfig, Views
-
-HandSource = Literal["mps", "mediapipe", "mano-fit", "hamer"]
-
-
-class AriaOptions(BuilderOptions):
-    capture: str  # one capture folder, or a folder of them
-    starts: list[str] = []  # interaction starts ("12.5s", "f300"); else each capture's clips.json
-    prompt: str = ""
-    license: str = "unspecified"
-    hands: HandSource = "mps"  # MPS hand tracking, or one of build-taste's image backends
-    mano_dir: str | None = None  # with MPS hands: fit MANO and render meshes instead of skeletons
-    hamer_dir: str | None = None
-    splats: str | None = None  # folder to keep each capture's trained splat as <capture>.ply
-
-
-class AriaSettings(BaseModel):
-    """The recipe's `aria` section."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    focal_scale: float = 1.0  # output focal length relative to the fisheye's, at the same size
-    train_frames: int = 120  # exploration frames given to the splat (spread evenly)
-    min_train_frames: int = 8
-    heldout_every: int = 8  # every n-th of those is held out to score the splat
-    train_width: int = 320  # the splat trains at most this wide (CPU cost); renders at full size
-    hand_margin: float = 0.25  # masks grow the hands' hull by this fraction of their size
-    min_hand_confidence: float = 0.5
-    max_inv_dist_std: float = 1e-3  # semidense point filter (projectaria-tools' defaults)
-    max_dist_std: float = 5e-2
-    max_points: int = 100_000
-    splat: SplatConfig = SplatConfig()
+from dwm_data.splat.train import Views
 
 
 class AriaBuilder(Builder):
-    name = "aria-capture"
     Options = AriaOptions
-    section = "aria"
 
     def plan(self) -> list[WorkUnit]:
         root = Path(self.options.capture).resolve()

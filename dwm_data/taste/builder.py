@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from dwm_data.builder import Builder, BuilderOptions, UnitContext, WorkUnit
+from dwm_data.builder import Builder, UnitContext, WorkUnit
 from dwm_data.cameras import Intrinsics
 from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.hands.backend import Estimate, HandBackend, estimate_hands, make_backend
@@ -24,45 +22,15 @@ from dwm_data.hands.track import HandTrack
 from dwm_data.sample import Sample, make_key, make_sample
 from dwm_data.taste.captions import caption_key, read_captions
 from dwm_data.taste.layout import TASTE_LICENSE, Clip, find_clips, is_taste_root
+from dwm_data.taste.options import TasteOptions, TasteSection
 from dwm_data.taste.static import clean_static_frame
 from dwm_data.video import fit_size, probe, read_clip, read_frames
 
 HANDS_FILE_SUFFIX = ".hands.npz"
 
 
-class TasteSection(BaseModel):
-    """The recipe's `taste:` knobs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # TASTE-Rob publishes no intrinsics; this field of view is assumed (and recorded) for the
-    # metric hand keypoints and MANO fits.
-    hfov_deg: float = 60.0
-    # Hands are estimated on frames at least this tall (MediaPipe finds no hands at 64x48).
-    detect_height: int = 480
-    max_gap: int = 2  # frames bridged by the temporal clean-up
-
-
-class TasteOptions(BuilderOptions):
-    source: str  # a TASTE-Rob root, a split list file, or a folder of mp4 clips
-    data_root: str | None = None  # what list entries are relative to (default: the list's folder)
-    captions: str | None = None  # default: <source>/captions.xlsx for a TASTE-Rob root
-    backend: Literal["mediapipe", "hamer", "mano-fit"] = "mediapipe"
-    style: Literal["mesh", "skeleton"] | None = None  # default: mesh when the backend has meshes
-    mano_dir: str | None = None
-    hamer_dir: str | None = None
-    hamer_checkpoint: str | None = None
-    device: str = "cpu"
-    clean_static: bool = False
-    license: str | None = None  # default: CC BY-NC 4.0 for TASTE-Rob, "unspecified" otherwise
-    allow_missing_caption: bool = False
-    hands_files: bool = False  # take landmarks from <clip>.hands.npz instead of MediaPipe
-
-
 class TasteBuilder(Builder):
-    name = "taste"
     Options = TasteOptions
-    section = "taste"
 
     def __init__(self, recipe, options: TasteOptions):
         super().__init__(recipe, options)

@@ -10,44 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
-from dwm_data.builder import Builder, BuilderOptions, UnitContext, WorkUnit
+from dwm_data.builder import Builder, UnitContext, WorkUnit
 from dwm_data.sample import Sample, make_key, make_sample
 from dwm_data.trumans import release
-from dwm_data.trumans.bodies import BodyKind
-from dwm_data.trumans.schedule import ClipPolicy
-
-
-class TrumansRecipe(BaseModel):
-    """The recipe's `trumans` section; defaults are the official launcher arguments."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    frame_skip: int = 3
-    clip_stride: int = 25
-    fov: float = 90.0  # horizontal, degrees
-    samples: int = 64
-    denoise: bool = True
-    threads: int = 0  # Cycles CPU threads; 0 lets Blender use every core
-
-
-class TrumansOptions(BuilderOptions):
-    root: str
-    scenes: list[str] = []
-    recordings: list[str] = []
-    split: str | None = None  # an official list, e.g. trumans_test.txt
-    body: BodyKind = "blend"
-    clips: ClipPolicy = "all"
-    smplx_model: str | None = None  # an SMPLX_*.npz file or a folder holding smplx/SMPLX_*.npz
-    smplx_gender: str = "male"  # used when the fits leave it empty, as the release does
-    hand_ids: str | None = None  # MANO_SMPLX_vertex_ids.pkl; without it, from skinning weights
+from dwm_data.trumans.options import TrumansOptions, TrumansRecipe
 
 
 class TrumansBuilder(Builder):
-    name = "render-trumans"
     Options = TrumansOptions
-    section = "trumans"
     max_units_per_process = 1
 
     def plan(self) -> list[WorkUnit]:
