@@ -79,30 +79,66 @@ class HamerBackend(HandBackend):
     def __init__(
         self, hamer_dir: Path | str | None, checkpoint: Path | str | None, device: str = "cpu"
     ):
-        from dwm_data.hands.hamer import hamer_files, load_hamer
-        from dwm_data.hands.mano import read_mano_pickle
+        from dwm_data.hands.hamer import load_hamer
 
-        files = hamer_files(hamer_dir, checkpoint)
-        right = np.asarray(read_mano_pickle(files["mano_right"])["f"], np.int64)
-        # HaMeR mirrors a right-hand prediction for the left hand; mirrored, the faces turn
-        # inside out unless their winding is reversed too.
-        self._faces = (right[:, [0, 2, 1]], right)
-        self.model = load_hamer(hamer_dir, checkpoint, device)
+        self.network = load_hamer(hamer_dir, checkpoint, device)
         super().__init__()
 
     def camera(self, assumed: Intrinsics) -> Intrinsics:
-        from dwm_data.hands.hamer import hamer_intrinsics
-
-        return hamer_intrinsics(assumed.width, assumed.height)
+        return self.network.settings.intrinsics(assumed.width, assumed.height)
 
     @property
     def faces(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._faces
+        return self.network.faces
 
     def refine(self, frames: np.ndarray, landmarks: HandTrack, intrinsics: Intrinsics) -> HandTrack:
         from dwm_data.hands.hamer import estimate_with_hamer
 
-        return estimate_with_hamer(self.model, frames, landmarks)
+        return estimate_with_hamer(self.network, frames, landmarks)
+
+
+def resolve_backend(
+    name: str,
+    mano_dir: Path | str | None = None,
+    hamer_dir: Path | str | None = None,
+    hamer_checkpoint: Path | str | None = None,
+) -> str:
+    """The backend `auto` stands for: HaMeR when its files are given, else a MANO fit when the
+    MANO files are given, else MediaPipe skeletons. The official model was trained on MANO
+    meshes, so meshes are the default whenever the user has the files; a named backend is kept."""
+    if name != "auto":
+        return name
+    if hamer_dir is not None or hamer_checkpoint is not None:
+        return "hamer"
+    return "mano-fit" if mano_dir is not None else "mediapipe"
+
+
+def skeleton_warning(what: str) -> str:
+    """The one line said when hand videos fall back to skeletons."""
+    from dwm_data.hands.mano import HOW_TO_GET_MANO
+
+    return (
+        f"{what}: hand videos are skeletons, which will not match the official model (trained "
+        f"on MANO meshes); for meshes pass --hamer-dir (a HaMeR clone) or --mano-dir: "
+        f"{HOW_TO_GET_MANO}"
+    )
+
+
+def check_backend(
+    name: str,
+    mano_dir: Path | str | None = None,
+    hamer_dir: Path | str | None = None,
+    hamer_checkpoint: Path | str | None = None,
+) -> None:
+    """The cheap part of making a backend, at plan time: its files exist and HaMeR imports."""
+    if name == "mano-fit":
+        from dwm_data.hands.mano import mano_paths
+
+        mano_paths(mano_dir)
+    elif name == "hamer":
+        from dwm_data.hands.hamer import check_hamer
+
+        check_hamer(hamer_dir, hamer_checkpoint)
 
 
 def make_backend(
@@ -112,13 +148,14 @@ def make_backend(
     hamer_checkpoint: Path | str | None = None,
     device: str = "cpu",
 ) -> HandBackend:
+    name = resolve_backend(name, mano_dir, hamer_dir, hamer_checkpoint)
     if name == "mediapipe":
         return MediaPipeBackend()
     if name == "mano-fit":
         return ManoFitBackend(mano_dir)
     if name == "hamer":
         return HamerBackend(hamer_dir, hamer_checkpoint, device)
-    raise ValueError(f"unknown hand backend '{name}' (known: {', '.join(BACKENDS)})")
+    raise ValueError(f"unknown hand backend '{name}' (known: auto, {', '.join(BACKENDS)})")
 
 
 @dataclass(frozen=True)

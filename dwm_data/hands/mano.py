@@ -9,7 +9,9 @@ can take the data as a `Struct`. The files are never redistributed: users pass t
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,26 @@ def read_mano_pickle(path: Path) -> dict[str, Any]:
     with open(path, "rb") as handle:
         data = _ManoUnpickler(handle, encoding="latin1").load()
     return {key: _resolve(value) for key, value in data.items()}
+
+
+def plain_mano_folder(mano_right: Path) -> Path:
+    """A folder holding a chumpy-free copy of the user's MANO_RIGHT.pkl, for code that unpickles
+    the file itself (HaMeR's smplx layer). It lives in the user's private cache, keyed by the
+    source's content, and is never written anywhere a dataset or a release could pick it up."""
+    source = Path(mano_right).read_bytes()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dwm-data"
+    folder = cache / "mano" / hashlib.sha256(source).hexdigest()[:16]
+    target = folder / MANO_FILES["right"]
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        for private in (folder.parent, folder):
+            private.chmod(0o700)
+        model = read_mano_pickle(Path(mano_right))
+        partial = folder / f".{target.name}.{os.getpid()}"
+        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            pickle.dump(model, out, protocol=4)
+        os.replace(partial, target)
+    return folder
 
 
 def mano_paths(folder: Path | str | None) -> dict[str, Path]:
