@@ -19,13 +19,16 @@ system-libs:
 	fi
 
 # torch first and alone: a CPU wheel is on local disk, and naming it in every call keeps pip
-# from swapping in a multi-GB CUDA build; projectaria-tools without its (unneeded) dependencies.
+# from swapping in a multi-GB CUDA build; projectaria-tools without its (unneeded) dependencies;
+# torchvision, for HaMeR, outside site-packages: beside a CPU torch PyPI's (CUDA) build breaks
+# every package that imports it, so only HaMeR's import puts it on the path.
 $(VENV)/.installed: pyproject.toml constraints.txt | system-libs
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[all,dev]' torch==2.13.0
 	$(BIN)/pip install -q --no-deps projectaria-tools==2.3.0
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/hamer-torchvision torchvision==0.28.0
 	touch $@
 
 demo: setup
