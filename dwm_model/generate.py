@@ -178,41 +178,54 @@ def load_inputs(
     static: Path | None,
     hand: Path | None,
     prompt: str | None,
-    video: VideoConfig | None = None,
+    video: VideoConfig,
 ) -> Inputs:
-    """(static, hand, prompt, truth) from a shard key or from two video files and a prompt, at
-    the recipe's geometry `video` when given (see `fit_video`)."""
+    """(static, hand, prompt, truth) at the recipe's geometry `video`, from a shard key or from
+    two video files and a prompt. A shard sample is read as train and eval read it (so `sample
+    --key` and `eval` hand the model the same frames); files are fitted as `import-dwm` fits a
+    clip (`fit_video`)."""
     if key is not None:
-        from dwm_data.store import read_samples
-
-        for sample in read_samples(shards or [], validate=False):
-            if sample.key == key:
-                sources = {"static": sample.static, "hand": sample.hand, "video": sample.video}
-                text = sample.prompt if prompt is None else prompt
-                break
-        else:
-            raise DwmDataError(f"no sample with key {key} in the shards")
-    elif static is None or hand is None:
+        return _shard_inputs(shards or [], key, prompt, video)
+    if static is None or hand is None:
         raise DwmDataError("give --key with shards, or --static and --hand videos")
-    else:
-        sources, text = {"static": static, "hand": hand}, prompt or ""
     frames, fitted = {}, []
-    for name, source in sources.items():
+    for name, source in (("static", static), ("hand", hand)):
         frames[name], note = fit_video(source, video)
         if note:
             fitted.append(f"{name}: {note}")
-    return Inputs(frames["static"], frames["hand"], text, frames.get("video"), tuple(fitted))
+    return Inputs(frames["static"], frames["hand"], prompt or "", None, tuple(fitted))
 
 
-def fit_video(source: Source, video: VideoConfig | None) -> tuple[np.ndarray, str | None]:
+def _shard_inputs(shards: list[Path], key: str, prompt: str | None, video: VideoConfig) -> Inputs:
+    from dwm_data.store import read_samples
+    from dwm_data.video import probe
+    from dwm_model.data import video_decoder
+
+    sample = next((s for s in read_samples(shards, validate=False) if s.key == key), None)
+    if sample is None:
+        raise DwmDataError(f"no sample with key {key} in the shards")
+    stage = video_decoder(video.frames, video.width, video.height, video.resize)
+    loaded = next(iter(stage([sample.to_wds()])), None)
+    if loaded is None:
+        raise DwmDataError(f"sample {key} cannot be read at the recipe's geometry (see above)")
+    info = probe(sample.video)
+    fitted = ()
+    if (info.frames, info.width, info.height) != (video.frames, video.width, video.height):
+        fitted = (
+            f"{key}: {info.width}x{info.height}, {info.frames} frames -> the recipe's "
+            f"{video.width}x{video.height}, {video.frames} frames, as train and eval read it",
+        )
+    static, hand, truth = (to_frames(loaded[name]) for name in ("static", "hand", "video"))
+    return Inputs(static, hand, sample.prompt if prompt is None else prompt, truth, fitted)
+
+
+def fit_video(source: Source, video: VideoConfig) -> tuple[np.ndarray, str | None]:
     """A video at the recipe's frame count, size and rate, and what was changed (None if
     nothing): resampled to the recipe's fps from its first frame and scaled to its size with its
     `resize` rule, as `import-dwm -r` fits a clip, so a file and its imported sample give the
     model the same frames (the model would otherwise run at whatever size it is handed)."""
     from dwm_data.video import decode, probe, read_clip
 
-    if video is None:
-        return decode(source), None
     info = probe(source)
     if info.matches(video.frames, video.width, video.height, video.rate, info.codec):
         return decode(source), None

@@ -1,4 +1,5 @@
-"""Sampling the world model (`dwm-data sample`), the offline metrics and `dwm-data eval`."""
+"""Sampling the world model (`dwm-data sample`), and `dwm-data eval` end to end (its metrics:
+test_metrics.py and test_eval.py)."""
 
 # ruff: noqa: F811 (fixtures imported from test_model are parameters here)
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dwm_data.errors import DwmDataError
 from dwm_data.recipe import load_recipe
 from dwm_data.video import Codec, decode, encode, probe
 from dwm_model.generate import WorldModel, load_inputs, preview, write_video
-from dwm_model.metrics import psnr, ssim
 from dwm_model.model import save_weights
 
 
@@ -37,26 +37,9 @@ def world_model(tiny_base, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inputs(shard_dir):
-    loaded = load_inputs(sorted(shard_dir.glob("*.tar")), "syn-0001", None, None, None)
+    shards = sorted(shard_dir.glob("*.tar"))
+    loaded = load_inputs(shards, "syn-0001", None, None, None, load_recipe("tiny").video)
     return loaded.static, loaded.hand, loaded.prompt, loaded.truth
-
-
-def test_psnr_and_ssim_of_known_pairs():
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, 256, (3, 32, 40, 3), dtype=np.uint8)
-    assert psnr(a, a) == 100.0 and ssim(a, a) == pytest.approx(1.0)
-    b = np.clip(a.astype(int) + 10, 0, 255).astype(np.uint8)
-    flat = np.full_like(a, 100)
-    assert psnr(flat, flat + 10) == pytest.approx(20 * np.log10(255 / 10), abs=1e-9)
-    noisy = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
-    noisier = np.clip(a + rng.normal(0, 60, a.shape), 0, 255).astype(np.uint8)
-    assert 1 > ssim(a, b) > ssim(a, noisy) > ssim(a, noisier) > 0
-    assert ssim(a, noisy) == pytest.approx(ssim(noisy, a))
-    # Two constant frames: only the luminance term is left, (2 m1 m2 + C1) / (m1^2 + m2^2 + C1).
-    m1, m2, c1 = 100 / 255, 110 / 255, 0.01**2
-    assert ssim(flat, flat + 10) == pytest.approx((2 * m1 * m2 + c1) / (m1**2 + m2**2 + c1))
-    with pytest.raises(DwmDataError, match="same"):
-        psnr(a, a[:2])
 
 
 def test_generate_gives_a_video_of_the_input_geometry(world_model, inputs):
@@ -93,15 +76,16 @@ def test_inputs_from_files_and_missing_key(shard_dir, inputs, tmp_path):
     static, hand, _, _ = inputs
     (tmp_path / "s.mp4").write_bytes(encode(static, 8, Codec(preset="ultrafast")))
     (tmp_path / "h.mp4").write_bytes(encode(hand, 8, Codec(preset="ultrafast")))
+    tiny = load_recipe("tiny").video
     s, h, text, truth, fitted = load_inputs(
-        None, None, tmp_path / "s.mp4", tmp_path / "h.mp4", "wave", load_recipe("tiny").video
+        None, None, tmp_path / "s.mp4", tmp_path / "h.mp4", "wave", tiny
     )
     assert s.shape == h.shape == static.shape and text == "wave" and truth is None
     assert fitted == ()  # already at the recipe's geometry: decoded as stored
     with pytest.raises(DwmDataError, match="no sample with key nope"):
-        load_inputs(sorted(shard_dir.glob("*.tar")), "nope", None, None, None)
+        load_inputs(sorted(shard_dir.glob("*.tar")), "nope", None, None, None, tiny)
     with pytest.raises(DwmDataError, match="--static"):
-        load_inputs(None, None, tmp_path / "s.mp4", None, None)
+        load_inputs(None, None, tmp_path / "s.mp4", None, None, tiny)
 
 
 def test_outputs_are_whole_videos_and_a_side_by_side_preview(inputs, tmp_path):
@@ -182,26 +166,10 @@ def test_cli_encode_train_sample_eval(shard_dir, tiny_base, tmp_path, monkeypatc
         "--set",
         "eval.steps=2",
     )
-    summary = json.loads((tmp_path / "eval" / "eval.json").read_text())
-    assert summary["samples"] == 2 and np.isfinite(summary["psnr"]) and 0 < summary["ssim"] <= 1
-    assert "PSNR" in output and len(list((tmp_path / "eval" / "previews").glob("*.mp4"))) == 2
-
-
-def test_eval_scores_samples_and_counts_broken_ones(world_model, tmp_path):
-    from test_model import write_shard
-
-    from dwm_model.evaluate import evaluate
-
-    write_shard(tmp_path / "e-000000.tar", [20, 21, 22], broken={20: "corrupt"})
-    recipe = load_recipe("tiny", ["eval.steps=1", "eval.limit=0"])
-    summary = evaluate([tmp_path / "e-000000.tar"], world_model, recipe, tmp_path / "eval")
-    assert (summary["samples"], summary["skipped"]) == (2, 1)
-    assert set(summary["per_sample"]) == {"syn-0021", "syn-0022"}
-    assert all(
-        np.isfinite(s["psnr"]) and -1 <= s["ssim"] <= 1 for s in summary["per_sample"].values()
-    )
-    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["samples"] == 2
-    assert probe(tmp_path / "eval" / "previews" / "syn-0021.mp4").width == 4 * WIDTH
+    summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    scores = summary["mean"]
+    assert summary["samples"] == 2 and np.isfinite(scores["psnr"]) and 0 < scores["ssim"] <= 1
+    assert "psnr" in output and len(list((tmp_path / "eval" / "previews").glob("*.mp4"))) == 2
 
 
 def test_given_videos_are_fitted_to_the_recipe(shared_data):
@@ -246,6 +214,22 @@ def test_sample_fits_given_videos_to_the_recipe_as_import_does(shared_data, tiny
     for ours, theirs in ((given.static, imported.static), (given.hand, imported.hand)):
         assert ours.shape == theirs.shape == (FRAMES, HEIGHT, WIDTH, 3)
         assert np.abs(ours.astype(int) - theirs).mean() < 2  # the shard's re-encoding only
+
+    # A shard of the full-size clip is read as eval reads it, whatever sample was asked for.
+    from dwm_model.data import make_loader, video_decoder
+    from dwm_model.generate import to_frames
+
+    build("import-dwm", options, load_recipe("dwm"), tmp_path / "full", progress=False)
+    full = sorted((tmp_path / "full" / "shards").glob("*.tar"))
+    keyed = load_inputs(full, "dwm-realworld_dynamic-00013", None, None, None, tiny)
+    assert keyed.fitted == (
+        "dwm-realworld_dynamic-00013: 720x480, 49 frames -> the recipe's 64x48, 9 frames, "
+        "as train and eval read it",
+    )
+    stage = video_decoder(tiny.frames, tiny.width, tiny.height, tiny.resize)
+    evaluated = next(iter(make_loader([str(p) for p in full], stage, 1, train=False)))
+    assert np.array_equal(keyed.static, to_frames(evaluated["static"][0]))
+    assert np.array_equal(keyed.truth, to_frames(evaluated["video"][0]))
 
     folder = tmp_path / "weights"
     save_weights(
