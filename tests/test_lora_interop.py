@@ -173,3 +173,31 @@ def test_a_file_that_does_not_fit_the_model_is_refused_in_one_line(folders, tiny
 def test_a_folder_without_record_needs_the_base_model(folders):
     with pytest.raises(DwmDataError, match="pass --base-model"):
         WorldModel.from_weights(folders["official"])
+
+
+@pytest.mark.slow
+def test_cli_samples_an_official_folder_on_the_base_model_given(folders, tiny_base, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from dwm_data.video import Codec, encode, probe
+
+    frames = synthetic_triplet(FRAMES, WIDTH, HEIGHT, seed=7)
+    for name in ("static", "hand"):
+        (tmp_path / f"{name}.mp4").write_bytes(encode(frames[name], 8, Codec(preset="ultrafast")))
+    args = [
+        "sample",
+        folders["official"],
+        tmp_path / "out.mp4",
+        "--static",
+        tmp_path / "static.mp4",
+    ]
+    args += ["--hand", tmp_path / "hand.mp4", "--recipe", "tiny", "--steps", "1"]
+    runner = CliRunner()
+    with pytest.raises(DwmDataError, match="pass --base-model"):
+        runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    args += ["--base-model", tiny_base]
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    info = probe(tmp_path / "out.mp4")
+    assert (info.frames, info.width, info.height) == (FRAMES, WIDTH, HEIGHT)
