@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from dwm_data.errors import MissingAssetError, UnitError
+from dwm_data.errors import DwmDataError, MissingAssetError, UnitError
 from dwm_data.trumans import release, schedule
 from dwm_data.trumans.bodies import hand_mesh, load_fits, smplx_model_file
 from dwm_data.trumans.camera import Y_UP_TO_Z_UP, head_carried, smplx_rest_camera, y_up_to_z_up
@@ -151,3 +151,29 @@ def test_hand_vertices_from_the_id_file_or_the_skinning_weights(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(by_file, by_weights, strict=True))
     with pytest.raises(MissingAssetError, match="MANO_SMPLX_vertex_ids"):
         hand_selection(weights, tmp_path / "absent.pkl", 300)
+
+
+def test_scenes_are_the_folders_holding_a_blend(tmp_path, shared_data):
+    # the official batch walks Recordings_blend/ for *.blend and names each after its folder;
+    # the split's "-copy" scene folders are taken to hold a file named without "-copy"
+    lines = shared_data("splits/trumans_test.txt").read_text().splitlines()
+    lines += shared_data("splits/trumans_train.txt").read_text().splitlines()
+    copies = sorted({r.scene for r in release.from_split(lines) if r.scene.endswith("-copy")})
+    assert len(copies) == 5
+    folder = tmp_path / "Recordings_blend"
+    for scene in copies:
+        (folder / scene).mkdir(parents=True)
+        (folder / scene / f"{scene.removesuffix('-copy')}.blend").write_bytes(b"")
+    (folder / "plain").mkdir()
+    (folder / "plain" / "plain.blend").write_bytes(b"")
+    (folder / "plain" / "plain.blend1").write_bytes(b"")  # Blender's backup is not a scene
+    (folder / "group" / "nested").mkdir(parents=True)
+    (folder / "group" / "nested" / "scene.blend").write_bytes(b"")
+    assert release.scenes(tmp_path) == sorted([*copies, "nested", "plain"])
+    found = release.Recording(copies[0], "2023-01-17@00-33-01").blend(tmp_path)
+    assert found == folder / copies[0] / f"{copies[0].removesuffix('-copy')}.blend"
+    with pytest.raises(UnitError, match="no .blend in a folder named 'absent'"):
+        release.Recording("absent", "rec").blend(tmp_path)
+    (folder / "plain" / "other.blend").write_bytes(b"")
+    with pytest.raises(DwmDataError, match="two .blend files name scene 'plain'"):
+        release.scenes(tmp_path)

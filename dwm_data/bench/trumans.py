@@ -81,10 +81,10 @@ def _hand_pass_cost(release, recording: str, quick: bool) -> list[tuple[str, str
             if index:  # the first frame also creates the GL context
                 hand_times.append(time.perf_counter() - started)
         scene.frame_set(30)
-        blend.render_still(scene, Path(tmp) / "warm.png")  # BVH and kernels are built once
+        blend.render_still(scene, Path(tmp) / "warm.png", False)  # BVH and kernels are built once
         scene.frame_set(33)
         started = time.perf_counter()
-        blend.render_still(scene, Path(tmp) / "frame.png")
+        blend.render_still(scene, Path(tmp) / "frame.png", False)
         cycles = time.perf_counter() - started
     hand = float(np.median(hand_times))
     return [

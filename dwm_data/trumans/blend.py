@@ -101,24 +101,27 @@ class Recording:
     last: int
 
 
-def apply_recording(scene: Any, recording: str) -> Recording:
-    """Apply the animation set of `recording` and set the frame range like the add-on does."""
+def apply_recording(scene: Any, recording: str) -> Recording | None:
+    """Apply the animation set of `recording` and set the frame range like the add-on does.
+
+    None for a set without an action for the actor: the official batch lists only the sets that
+    name the armature, so such a set is skipped, not failed.
+    """
     bpy = import_bpy()
     sets = read_animation_sets(scene)
     entry = sets.get(f"{recording}.pkl", sets.get(recording))
     if entry is None:
         raise UnitError("animation-sets", f"recording {recording} is not in scene '{scene.name}'")
     armature = find_armature(scene)
+    if armature.name not in entry:
+        return None
     for obj_name, action_name in entry.items():
         if obj_name not in bpy.data.objects or action_name not in bpy.data.actions:
             raise UnitError(
                 "animation-sets", f"{recording}: missing object/action {obj_name}/{action_name}"
             )
         assign_action(bpy.data.objects[obj_name], bpy.data.actions[action_name])
-    actor_action = entry.get(armature.name)
-    if actor_action is None:
-        raise UnitError("animation-sets", f"{recording}: no action for armature {armature.name}")
-    scene.frame_end = int(bpy.data.actions[actor_action].frame_range[1])
+    scene.frame_end = int(bpy.data.actions[entry[armature.name]].frame_range[1])
     if HIDDEN_COLLECTION in bpy.data.collections:
         bpy.data.collections[HIDDEN_COLLECTION].hide_render = True
     objects = sorted(name for name in entry if name != armature.name)
@@ -188,14 +191,27 @@ def _gpu_device(bpy: Any) -> str:
     return "CPU"
 
 
-def render_still(scene: Any, path: Path) -> None:
-    """Render the current frame to a PNG at `path`."""
+def render_still(scene: Any, path: Path, compositing: bool) -> None:
+    """Render the current frame to a PNG at `path`, through the scene's compositor or not: the
+    official interaction pass turns it off (`scene.use_nodes = False`), the static pass leaves it
+    as the file has it."""
     bpy = import_bpy()
     scene.render.filepath = str(path)
+    scene.render.use_compositing = compositing
     with _quiet_stdout():
         bpy.ops.render.render(write_still=True)
     if not Path(path).is_file():
         raise UnitError("render", f"Cycles wrote no image for frame {scene.frame_current}")
+
+
+def compositing(scene: Any) -> bool:
+    """Whether the file's own settings send renders through its compositor (Blender 5 holds the
+    tree in `compositing_node_group`; 4.x switches it with `use_nodes`)."""
+    if hasattr(scene, "compositing_node_group"):
+        tree_on = scene.compositing_node_group is not None
+    else:
+        tree_on = scene.use_nodes
+    return bool(tree_on and scene.render.use_compositing)
 
 
 def to_matrix(array: np.ndarray) -> Any:

@@ -57,6 +57,10 @@ def attach_to_cc_head(scene: Any, armature: Any, intrinsics: Intrinsics, first: 
         raise UnitError("camera", f"armature {armature.name} has no bone {CAMERA_BONE}")
     scene.frame_set(first)
     for bone in armature.pose.bones:  # the canonical pose, as the official script sets it
+        # Quaternion mode first, as the official reset does: a bone keyed in Euler (the add-on
+        # keys CC_Base_{L,R}_ForearmTwist02 in YXZ) then ignores its keys for the whole
+        # recording, and an un-keyed pose value (the add-on's hand scale) stays reset.
+        bone.rotation_mode = "QUATERNION"
         bone.location = (0.0, 0.0, 0.0)
         bone.rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
         bone.scale = (1.0, 1.0, 1.0)

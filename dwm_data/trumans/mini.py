@@ -8,6 +8,13 @@ annotations, `smplx_result/<rec>_smplx_results.pkl` fits (y-up, empty gender and
 hands), and a stand-in SMPL-X model file with the 13 keys `smplx` needs and random-but-valid
 content. The avatar's hands carry an emissive material of their own (`HAND_EMISSION`) so a test
 can find their silhouette in a Cycles render.
+
+It also carries the release's traps: a `-copy` scene folder whose `.blend` has another name,
+`hsi_properties` written through a registered property group (the add-on's way), an armature
+named like the release's, forearm twist bones keyed in Euler `YXZ` (the add-on's `restore.py`)
+and a hand scale set but not keyed, several meshes deformed by the armature, the drawer parented
+to an empty, `frame_step = 2`, the compositor left on (it paints `COMPOSITOR_BOX` magenta), and
+an animation set without the armature (the official batch skips it).
 """
 
 from __future__ import annotations
@@ -20,10 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
-SCENE = "0000mini-trumans-scene"
+SCENE = "0000mini-trumans-scene-copy"  # the folder; the file inside keeps the original name
+BLEND_NAME = "0000mini-trumans-scene.blend"
 RECORDINGS = ("2023-01-01@00-00-00", "2023-01-01@00-10-00")
-ARMATURE = "CC_Base_BoneRoot_Mini"
+NO_ACTOR_SET = "2023-01-01@00-20-00"  # an animation set that only moves the drawer
+ARMATURE = "zzy3"  # the name of the CC armature in the release's files
 DRAWER = "cabinet_drawer_01"
+DRAWER_ROOT = "cabinet_drawer_01_root"  # the empty the drawer is keyed under
+TWIST_BONES = ("CC_Base_L_ForearmTwist02", "CC_Base_R_ForearmTwist02")
+TWIST_MODE = "YXZ"  # the add-on leaves these in Euler and keys their Y rotation
+TWIST_DEGREES = 80.0  # peak twist about the forearm
+HAND_SCALE = 1.3  # set on the hand bones, never keyed, as restore.py's hand_scale
+COMPOSITOR_BOX = (0.1, 0.9, 0.16, 0.16)  # centre x, y (from the bottom), width, height; relative
 HAND_EMISSION = (0.0, 0.0, 1.0)  # pure blue: no other surface in the mini scene is blue
 DRAWER_OPENS = (40, 70)  # source frames over which the drawer of the first recording opens
 FINGERS = ("Thumb", "Index", "Mid", "Ring", "Pinky")
@@ -66,6 +81,12 @@ def _arm_bones(side: str, sign: float) -> dict[str, tuple]:
             (0.13 * s, -0.44, 1.22),
             0.035,
         ),
+        f"CC_Base_{side}_ForearmTwist02": (
+            f"CC_Base_{side}_Forearm",
+            (0.17 * s, -0.23, 1.195),
+            (0.14 * s, -0.36, 1.22),
+            0.0,
+        ),
     }
     for k, finger in enumerate(FINGERS):
         x = (0.13 + (0.045 if k == 0 else 0.03 - 0.02 * (k - 1))) * s
@@ -90,14 +111,14 @@ class MiniRelease:
 
     @property
     def blend(self) -> Path:
-        return self.root / "Recordings_blend" / self.scene / f"{self.scene}.blend"
+        return self.root / "Recordings_blend" / self.scene / BLEND_NAME
 
 
 def write_release(root: Path, frames: int = 100) -> MiniRelease:
     """Write the mini release under `root`: two recordings of `frames` source frames each.
 
     The first recording opens the drawer; in the second nothing but the avatar moves, so the
-    `interaction` clip policy keeps none of its windows.
+    `interaction` clip policy keeps none of its windows. A third animation set has no actor.
     """
     from dwm_data.trumans.blend import import_bpy
 
@@ -108,7 +129,9 @@ def write_release(root: Path, frames: int = 100) -> MiniRelease:
     scene = bpy.context.scene
     scene.render.fps = 30
     scene.view_settings.view_transform = "Standard"  # keep the hands' emission colour exact
+    scene.frame_step = 2  # a file setting the official clip schedule must not follow
     _build_room(bpy)
+    _build_compositor(scene)
     drawer = _build_cabinet(bpy)
     armature = _build_avatar(bpy)
     sets = {}
@@ -116,14 +139,15 @@ def write_release(root: Path, frames: int = 100) -> MiniRelease:
         body_action = _key_avatar(bpy, armature, rec, frames, index)
         drawer_action = _key_drawer(bpy, drawer, rec, frames, opens=index == 0)
         sets[f"{rec}.pkl"] = {DRAWER: drawer_action.name, armature.name: body_action.name}
+    no_actor = _key_drawer(bpy, drawer, NO_ACTOR_SET, frames, opens=False)
+    sets[f"{NO_ACTOR_SET}.pkl"] = {DRAWER: no_actor.name}
     first = sets[f"{RECORDINGS[0]}.pkl"]
     armature.animation_data.action = bpy.data.actions[first[armature.name]]
     drawer.animation_data.action = bpy.data.actions[first[DRAWER]]
+    for side in ("L", "R"):  # restore.py scales the hands once, after keying
+        armature.pose.bones[f"CC_Base_{side}_Hand"].scale = (HAND_SCALE,) * 3
     scene.frame_start, scene.frame_end = 0, frames - 1
-    scene["hsi_properties"] = {
-        "animation_sets": json.dumps(sets),
-        "name_armature_CC": armature.name,
-    }
+    _write_hsi_properties(bpy, scene, json.dumps(sets), armature.name)
     release.blend.parent.mkdir(parents=True, exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=str(release.blend), compress=False)
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -131,6 +155,42 @@ def write_release(root: Path, frames: int = 100) -> MiniRelease:
         _write_actions(root, rec, frames, index)
         _write_smplx_result(root, rec, frames)
     return release
+
+
+def _write_hsi_properties(bpy, scene, animation_sets: str, armature: str) -> None:
+    """Store the sets the add-on's way: through a registered property group (only the values set
+    are written to the file), unregistered before saving so nothing else can depend on it."""
+    fields = {  # built, not declared: this module's annotations are strings, bpy needs objects
+        "animation_sets": bpy.props.StringProperty(default="{}"),
+        "name_armature_CC": bpy.props.StringProperty(default=""),
+        "current_animation_index_display": bpy.props.IntProperty(default=0),
+        "recording_fps": bpy.props.FloatProperty(default=30.0),
+    }
+    HSIProperties = type("HSIProperties", (bpy.types.PropertyGroup,), {"__annotations__": fields})
+    bpy.utils.register_class(HSIProperties)
+    bpy.types.Scene.hsi_properties = bpy.props.PointerProperty(type=HSIProperties)
+    try:
+        scene.hsi_properties.animation_sets = animation_sets
+        scene.hsi_properties.name_armature_CC = armature
+    finally:
+        del bpy.types.Scene.hsi_properties
+        bpy.utils.unregister_class(HSIProperties)
+
+
+def _build_compositor(scene) -> None:
+    """A compositor left on, with a visible effect: a magenta box in the top-left corner."""
+    scene.use_nodes = True
+    tree = scene.node_tree
+    tree.nodes.clear()
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    box = tree.nodes.new("CompositorNodeBoxMask")
+    box.x, box.y, box.width, box.height = COMPOSITOR_BOX
+    mix = tree.nodes.new("CompositorNodeMixRGB")
+    mix.inputs[2].default_value = (1.0, 0.0, 1.0, 1.0)
+    out = tree.nodes.new("CompositorNodeComposite")
+    tree.links.new(box.outputs["Mask"], mix.inputs[0])
+    tree.links.new(layers.outputs["Image"], mix.inputs[1])
+    tree.links.new(mix.outputs["Image"], out.inputs["Image"])
 
 
 def _material(bpy, name: str, color: tuple[float, float, float], emission: bool = False):
@@ -197,15 +257,21 @@ def _build_cabinet(bpy):
     wood = _material(bpy, "cabinet", (0.55, 0.3, 0.15))
     _box(bpy, "cabinet_body_01", (-0.4, -1.25, 0), (0.4, -0.75, 0.78), wood)
     _box(bpy, "cabinet_top_01", (-0.4, -1.25, 0.95), (0.4, -0.75, 1.0), wood)
+    # The drawer is keyed in the frame of an empty turned a quarter about z: its local +x is the
+    # world's +y, the way it slides out towards the avatar.
+    root = bpy.data.objects.new(DRAWER_ROOT, None)
+    bpy.context.scene.collection.objects.link(root)
+    root.location = (0, -0.75, 0.865)
+    root.rotation_euler = (0, 0, math.pi / 2)
     drawer = _box(
         bpy,
         DRAWER,
-        (-0.3, -0.4, -0.075),
-        (0.3, 0.02, 0.075),
+        (-0.4, -0.3, -0.075),
+        (0.02, 0.3, 0.075),
         _material(bpy, "drawer", (0.9, 0.6, 0.1)),
     )
+    drawer.parent = root
     drawer.rotation_mode = "QUATERNION"
-    drawer.location = (0, -0.75, 0.865)
     return drawer
 
 
@@ -238,10 +304,28 @@ def _build_avatar(bpy):
             tail = head + 0.75 * (tail - head)
         verts += _bone_box(head, tail, width)
         faces += [tuple(start + i for i in f) for f in _BOX_FACES]
-        groups.append((name, range(start, start + 8)))
+        if name.endswith("_Hand"):  # the wrist end shares its weight with the twist bone
+            twist = name.replace("_Hand", "_ForearmTwist02")
+            groups += [
+                (name, range(start + 4, start + 8), 1.0),
+                (name, range(start, start + 4), 0.5),
+            ]
+            groups.append((twist, range(start, start + 4), 0.5))
+        else:
+            groups.append((name, range(start, start + 8), 1.0))
         mats += [1 if _is_hand(name) else 0] * 6
     body = _skinned_mesh(bpy, "CC_Base_Body", verts, faces, groups, armature, [skin, hands])
     body.data.polygons.foreach_set("material_index", mats)
+    teeth_verts, teeth_faces = _sphere((0, -0.03, 1.6), 0.015)  # one more deformed mesh
+    _skinned_mesh(
+        bpy,
+        "CC_Base_Teeth",
+        teeth_verts,
+        teeth_faces,
+        [("CC_Base_Head", range(len(teeth_verts)), 1.0)],
+        armature,
+        [_material(bpy, "teeth", (0.95, 0.95, 0.9))],
+    )
     eye_verts, eye_faces = [], []
     for x in (0.032, -0.032):
         v, f = _sphere((x, -0.065, 1.65), 0.012)
@@ -253,7 +337,7 @@ def _build_avatar(bpy):
         "CC_Base_Eye",
         eye_verts,
         eye_faces,
-        [("CC_Base_Head", range(len(eye_verts)))],
+        [("CC_Base_Head", range(len(eye_verts)), 1.0)],
         armature,
         [eye_mat],
     )
@@ -315,8 +399,9 @@ def _skinned_mesh(bpy, name, verts, faces, groups, armature, materials):
     obj = bpy.data.objects.new(name, mesh)
     bpy.context.scene.collection.objects.link(obj)
     obj.parent = armature
-    for group_name, indices in groups:
-        obj.vertex_groups.new(name=group_name).add(list(indices), 1.0, "REPLACE")
+    for group_name, indices, weight in groups:
+        group = obj.vertex_groups.get(group_name) or obj.vertex_groups.new(name=group_name)
+        group.add(list(indices), weight, "REPLACE")
     modifier = obj.modifiers.new("Armature", "ARMATURE")
     modifier.object = armature
     return obj
@@ -330,7 +415,7 @@ def _key_avatar(bpy, armature, rec: str, frames: int, variant: int):
     armature.animation_data_create().action = action
     pose = armature.pose.bones
     for bone in pose:
-        bone.rotation_mode = "QUATERNION"
+        bone.rotation_mode = TWIST_MODE if bone.name in TWIST_BONES else "QUATERNION"
     from mathutils import Euler
 
     for f in range(frames):
@@ -347,6 +432,9 @@ def _key_avatar(bpy, armature, rec: str, frames: int, variant: int):
                 (swing, 0, 0)
             ).to_quaternion()
             pose[f"CC_Base_{side}_Upperarm"].keyframe_insert("rotation_quaternion", frame=f)
+            twist = pose[f"CC_Base_{side}_ForearmTwist02"]
+            twist.rotation_euler[1] = math.radians(TWIST_DEGREES * (0.6 + 0.4 * math.sin(3 * t)))
+            twist.keyframe_insert("rotation_euler", index=1, frame=f)
             curl = math.radians(25 * (0.5 + 0.5 * math.sin(7 * t)))
             for finger in FINGERS[1:]:
                 bone = pose[f"CC_Base_{side}_{finger}2"]
@@ -361,7 +449,7 @@ def _key_drawer(bpy, drawer, rec: str, frames: int, opens: bool):
     drawer.animation_data_create().action = action
     first, last = DRAWER_OPENS
     for f in (0, first, last, frames - 1) if opens else (0, frames - 1):
-        drawer.location = (0, -0.75 + (0.25 if opens and f >= last else 0.0), 0.865)
+        drawer.location = (0.25 if opens and f >= last else 0.0, 0, 0)
         drawer.keyframe_insert("location", frame=f)
         drawer.keyframe_insert("rotation_quaternion", frame=f)
     return action

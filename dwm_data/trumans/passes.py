@@ -82,6 +82,10 @@ def render_recording(
 
     scene = blend.open_blend(recording.blend(root))
     rec = blend.apply_recording(scene, recording.name)
+    if rec is None:
+        heartbeat(f"{recording.name}: skipped, its animation set has no action for the actor")
+        return
+    file_compositing = blend.compositing(scene)
     device = blend.configure_cycles(
         scene, settings.width, settings.height, settings.samples, settings.denoise, settings.threads
     )
@@ -132,9 +136,13 @@ def render_recording(
             cameras[frame] = current_camera(body)
             hand.append(cache.put_array("hand", f"{frame:06d}", hand_frame))
             video.append(
-                cache.get("interaction", f"{frame:06d}", lambda p: blend.render_still(scene, p))
+                cache.get(
+                    "interaction", f"{frame:06d}", lambda p: blend.render_still(scene, p, False)
+                )
             )
-        static = _static_frames(scene, body, static_camera, clip, cameras, poses, stepped, cache)
+        static = _static_frames(
+            scene, body, static_camera, clip, cameras, poses, stepped, cache, file_compositing
+        )
         yield RenderedClip(
             clip,
             np.stack(video),
@@ -184,8 +192,10 @@ def _static_frames(
     poses: dict[str, np.ndarray],
     stepped: list[int],
     cache: FrameCache,
+    compositing: bool,
 ) -> list[np.ndarray]:
-    """The clip's camera path over the scene frozen at the clip's first frame, actor hidden."""
+    """The clip's camera path over the scene frozen at the clip's first frame, actor hidden,
+    through the file's compositor if it has one on (the official static pass leaves it be)."""
     state = schedule.state_key(poses, stepped, clip.start)
     ego_camera, actor = scene.camera, body.actor()
     hidden_before = [obj.hide_render for obj in actor]
@@ -199,7 +209,7 @@ def _static_frames(
             scene.camera = static_camera
             prepared = True
         static_camera.matrix_world = blend.to_matrix(opencv_to_blender(cameras[frame]))
-        blend.render_still(scene, path)
+        blend.render_still(scene, path, compositing)
 
     try:
         return [

@@ -4,6 +4,10 @@ Layout (the `jnnan/trumans_utils` README): `Recordings_blend/<scene>/<scene>.ble
 scene and the animation sets of its recordings, `Actions/<rec>.txt` (or `Action/`) the
 annotations, `smplx_result/<rec>_smplx_results.pkl` the SMPL-X fits. A recording is only known
 inside its scene's `.blend`, so listing recordings without a split file opens those files.
+
+A scene is named after the folder that holds its `.blend`, found by walking `Recordings_blend/`,
+as the official batch does: five scene folders of the official split end in `-copy`, and the file
+inside need not carry the folder's name.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dwm_data.errors import MissingAssetError, UnitError
+from dwm_data.errors import DwmDataError, MissingAssetError, UnitError
 
 LICENSE = "TRUMANS (research only, jnnan/trumans_utils; access via the authors' form)"
 
@@ -23,7 +27,13 @@ class Recording:
     name: str  # e.g. 2023-01-17@00-33-01 (the animation set key without ".pkl")
 
     def blend(self, root: Path) -> Path:
-        return blend_path(root, self.scene)
+        path = scene_files(root).get(self.scene)
+        if path is None:
+            raise UnitError(
+                "blend-open",
+                f"no .blend in a folder named '{self.scene}' under {blends_folder(root)}",
+            )
+        return path
 
 
 @dataclass(frozen=True)
@@ -33,17 +43,33 @@ class Action:
     text: str
 
 
-def blend_path(root: Path, scene: str) -> Path:
-    return Path(root) / "Recordings_blend" / scene / f"{scene}.blend"
+def blends_folder(root: Path) -> Path:
+    return Path(root) / "Recordings_blend"
 
 
-def scenes(root: Path) -> list[str]:
-    folder = Path(root) / "Recordings_blend"
+def scene_files(root: Path) -> dict[str, Path]:
+    """Scene name (the folder holding the file) -> its `.blend`, from a walk of
+    `Recordings_blend/`; Blender's backups (`.blend1`) are not scenes."""
+    folder = blends_folder(root)
     if not folder.is_dir():
         raise MissingAssetError(
             "TRUMANS Recordings_blend/", str(folder), "download TRUMANS and pass its root folder"
         )
-    return sorted(p.name for p in folder.iterdir() if blend_path(root, p.name).is_file())
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*.blend")):
+        if not path.is_file():
+            continue
+        if path.parent.name in found:
+            raise DwmDataError(
+                f"two .blend files name scene '{path.parent.name}': "
+                f"{found[path.parent.name]} and {path}; keep one per scene folder"
+            )
+        found[path.parent.name] = path
+    return found
+
+
+def scenes(root: Path) -> list[str]:
+    return sorted(scene_files(root))
 
 
 def from_split(lines: Iterable[str]) -> list[Recording]:
@@ -73,9 +99,9 @@ def select(
     else:
         chosen = [
             Recording(scene, name.removesuffix(".pkl"))
-            for scene in scenes(root)
+            for scene, path in scene_files(root).items()
             if not wanted_scenes or scene in wanted_scenes
-            for name in animation_sets(blend_path(root, scene))
+            for name in animation_sets(path)
         ]
     wanted = set(recording_names)
     return sorted(r for r in chosen if not wanted or r.name in wanted)
