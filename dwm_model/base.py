@@ -1,27 +1,35 @@
 """The base model's parts, loaded from a local diffusers-layout folder (nothing is downloaded).
 
 The folder is CogVideoX-Fun-V1.1-5b-InP as released (`transformer/`, `vae/`, `text_encoder/`,
-`tokenizer/`, `scheduler/`) or a tiny random one written by `dwm_model.tiny` in the same layout,
-so tests exercise the loading code the real model goes through. The VAE and text encoder load
-lazily: a run on cached latents never pays for T5-XXL.
+`tokenizer/`, `scheduler/`) or a tiny random one written by `dwm_model.tiny` with the same file
+traits, so tests exercise the loading code the real model goes through. The VAE and text encoder
+load lazily: a run on cached latents never pays for T5-XXL.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dwm_data.errors import MissingAssetError
+from dwm_data.errors import DwmDataError, MissingAssetError
 from dwm_data.extras import require
+
+log = logging.getLogger(__name__)
 
 PARTS = {
     "transformer": "config.json",
     "vae": "config.json",
     "text_encoder": "config.json",
-    "tokenizer": "tokenizer_config.json",
+    "tokenizer": "spiece.model",  # T5's SentencePiece form; the release has no tokenizer.json
     "scheduler": "scheduler_config.json",
 }
+# The noise schedule the base model was trained with. A file without the shift gets none: the
+# official trainer's DDPMScheduler has no shift, while diffusers' CogVideoX schedulers default to 3.
+PREDICTION_TYPE = "v_prediction"
+NO_SHIFT = 1.0
 
 
 def check_base_folder(folder: Path) -> None:
@@ -58,8 +66,12 @@ class Base:
 
     @cached_property
     def vae(self):
+        """Sliced (one video of the batch at a time) and tiled (overlapping spatial tiles): a
+        49x480x720 encode or decode otherwise holds tens of GB of activations."""
         diffusers = require("diffusers", "train")
         vae = diffusers.AutoencoderKLCogVideoX.from_pretrained(self.folder, subfolder="vae")
+        vae.enable_slicing()
+        vae.enable_tiling()
         return vae.to(self.device).eval().requires_grad_(False)  # float32: force_upcast
 
     @cached_property
@@ -72,18 +84,16 @@ class Base:
 
     @cached_property
     def tokenizer(self):
-        transformers = require("transformers", "train")
-        return transformers.AutoTokenizer.from_pretrained(self.folder / "tokenizer")
+        from dwm_model.tokenizer import T5Tokenizer
+
+        return T5Tokenizer(self.folder / "tokenizer")
 
     @cached_property
     def scheduler(self):
-        diffusers = require("diffusers", "train")
-        return diffusers.CogVideoXDDIMScheduler.from_pretrained(self.folder, subfolder="scheduler")
+        return load_scheduler(self.folder / "scheduler")
 
     @cached_property
     def vae_config(self) -> dict[str, Any]:
-        import json
-
         return json.loads((self.folder / "vae" / "config.json").read_text())
 
     @property
@@ -94,16 +104,9 @@ class Base:
         """T5 embeddings as the official trainer makes them: padded to max_length, no mask."""
         import torch
 
-        tokens = self.tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=max_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_tensors="pt",
-        )
+        ids = torch.tensor(self.tokenizer(prompts, max_length), device=self.device)
         with torch.no_grad():
-            hidden = self.text_encoder(tokens.input_ids.to(self.device))[0]
+            hidden = self.text_encoder(ids)[0]
         return hidden.to(self.dtype)
 
     def encode_moments(self, videos):
@@ -121,6 +124,46 @@ class Base:
         with torch.no_grad():
             scaled = latents.permute(0, 2, 1, 3, 4).to(torch.float32) / self.scaling_factor
             return self.vae.decode(scaled).sample.clamp(-1, 1)
+
+
+def load_scheduler(folder: Path):
+    """The scheduler class the file names, checked against the schedule the base model needs:
+    v-prediction, and the file's SNR shift (none when the file has no such key)."""
+    diffusers = require("diffusers", "train")
+    config = json.loads((folder / "scheduler_config.json").read_text())
+    name = config.get("_class_name", "")
+    cls = getattr(diffusers, name, None)
+    if not isinstance(cls, type) or not issubclass(cls, diffusers.SchedulerMixin):
+        raise DwmDataError(f"{folder}/scheduler_config.json names no diffusers scheduler: {name!r}")
+    overrides = {}
+    if "prediction_type" not in config:
+        overrides["prediction_type"] = PREDICTION_TYPE
+        log.warning(
+            "%s/scheduler_config.json has no prediction_type: using %s (the class default is %s)",
+            folder, PREDICTION_TYPE, cls().config.prediction_type,
+        )  # fmt: skip
+    elif config["prediction_type"] != PREDICTION_TYPE:
+        raise DwmDataError(
+            f"{folder}/scheduler_config.json: prediction_type {config['prediction_type']!r}, "
+            f"but the CogVideoX-Fun base model and our objective are {PREDICTION_TYPE}"
+        )
+    shift_default = cls().config.get("snr_shift_scale")
+    if shift_default is not None and "snr_shift_scale" not in config:
+        overrides["snr_shift_scale"] = NO_SHIFT
+        log.warning(
+            "%s/scheduler_config.json has no snr_shift_scale: using %s (no shift, as the official "
+            "trainer's DDPMScheduler), not %s's default %s",
+            folder, NO_SHIFT, name, shift_default,
+        )  # fmt: skip
+    scheduler = cls.from_pretrained(folder, **overrides)
+    expected = {**config, **overrides}
+    for key in ("prediction_type", "snr_shift_scale"):
+        if key in expected and scheduler.config.get(key) != expected[key]:
+            raise DwmDataError(
+                f"{folder}: {name} loaded {key}={scheduler.config.get(key)!r}, "
+                f"the file says {expected[key]!r}"
+            )
+    return scheduler
 
 
 def _quiet_loading() -> None:
