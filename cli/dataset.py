@@ -15,11 +15,17 @@ def export_dwm(
         Path, typer.Argument(help="A run folder, a folder of .tar shards, or one shard.")
     ],
     out: Annotated[Path, typer.Argument(help="Folder to write the official layout into.")],
+    split: Annotated[
+        str, typer.Option(help="Split list name for built samples: <source>_<split>.txt.")
+    ] = "train",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier export in OUT.")
+    ] = False,
 ) -> None:
-    """Write shards back to the official DWM folder layout, for the official trainer."""
+    """Write shards back to the official DWM folder layout and split lists, for the official trainer."""
     from dwm_data.dwm_layout.exporter import export_dwm as export
 
-    count = export(shards, out)
+    count = export(shards, out, split, overwrite)
     console().print(f"exported {count} samples to {out}")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dwm_data.build import build
-from dwm_data.dwm_layout.exporter import export_dwm
+from dwm_data.dwm_layout.exporter import MARKER, export_dwm
 from dwm_data.dwm_layout.synthetic import write_synthetic_layout
 from dwm_data.recipe import load_recipe
 from dwm_data.store import read_decoded, read_samples
@@ -16,12 +16,13 @@ from dwm_data.video import probe
 CLI = [sys.executable, "-m", "cli.main"]
 
 
-def same_tree(a: Path, b: Path) -> list[str]:
-    """Relative paths that differ (or exist on one side only), byte for byte."""
-    files_a = {p.relative_to(a) for p in a.rglob("*") if p.is_file()}
-    files_b = {p.relative_to(b) for p in b.rglob("*") if p.is_file()}
-    differ = [str(p) for p in files_a ^ files_b]
-    differ += [str(p) for p in files_a & files_b if not filecmp.cmp(a / p, b / p, shallow=False)]
+def same_tree(a: Path, b: Path, extra: set[str] = frozenset()) -> list[str]:
+    """Relative paths that differ (or exist on one side only), byte for byte; `extra` files
+    may exist in b only."""
+    files_a = {p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file()}
+    files_b = {p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()} - set(extra)
+    differ = sorted(files_a ^ files_b)
+    differ += [p for p in sorted(files_a & files_b) if not filecmp.cmp(a / p, b / p, shallow=False)]
     return differ
 
 
@@ -38,8 +39,13 @@ def test_official_triplets_round_trip_byte_for_byte(shared_data, tmp_path):
     samples = list(read_samples(tmp_path / "run"))
     assert {s.meta["stored_as_is"] == ["hand", "static", "video"] for s in samples} == {True}
     assert {s.infos["hand"].pix_fmt for s in samples} == {"yuv444p"}
+    # the json says how the stored files were encoded (their own x264 headers), not the recipe
+    assert {s.meta["codecs"]["hand"]["crf"] for s in samples} == {23.0}
+    assert "preset" not in samples[0].meta["codecs"]["hand"]
     assert export_dwm(tmp_path / "run", tmp_path / "out") == 3
-    assert same_tree(source, tmp_path / "out") == []
+    assert same_tree(source, tmp_path / "out", {MARKER, "dwm_train.txt"}) == []
+    listed = (tmp_path / "out" / "dwm_train.txt").read_text().splitlines()
+    assert listed == [f"videos/{stem}.mp4" for stem in ("00013", "00017", "00039")]
 
 
 def test_plain_webdataset_reads_imported_real_shards(shared_data, tmp_path):
@@ -151,7 +157,7 @@ def test_cli_exit_code_says_some_failed_and_status_reads_the_files(tmp_path):
     assert inspect.returncode == 0 and "9 frames 64x48 @ 8 fps: 3" in inspect.stdout
 
 
-def test_export_of_built_samples_uses_source_and_key(tmp_path):
+def test_export_of_imported_samples_keeps_their_folders(tmp_path):
     write_synthetic_layout(tmp_path / "in", clips=2)
     build(
         "import-dwm",

@@ -37,8 +37,9 @@ class ImportBuilder(Builder):
             raise DwmDataError(f"import-dwm: {source} is neither a folder nor a list file")
         if not videos:
             raise DwmDataError(f"import-dwm: no {SUBDIRS['video']}/*.mp4 under {source}")
+        listing = source.stem if source.is_file() else None  # exported again under its name
         units = []
-        for video in videos:
+        for line, video in enumerate(videos):
             clip_dir = video.parent.parent
             relative = (
                 clip_dir.relative_to(root).as_posix()
@@ -48,7 +49,13 @@ class ImportBuilder(Builder):
             units.append(
                 WorkUnit(
                     id=f"{relative}/{video.stem}",
-                    payload={"dir": str(clip_dir), "relative": relative, "stem": video.stem},
+                    payload={
+                        "dir": str(clip_dir),
+                        "relative": relative,
+                        "stem": video.stem,
+                        "list": listing,
+                        "line": line if listing else None,
+                    },
                 )
             )
         return units
@@ -93,7 +100,12 @@ class ImportBuilder(Builder):
                 "license": self.options.license,
             },
             "source_frames": source_frames,
-            "layout": {"dir": relative, "stem": stem},
+            "layout": {
+                "dir": relative,
+                "stem": stem,
+                "list": unit.payload.get("list"),
+                "line": unit.payload.get("line"),
+            },
             "hands": {"representation": "mesh", "backend": "imported"},
             "stored_as_is": sorted(encoded),
         }

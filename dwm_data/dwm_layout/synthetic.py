@@ -77,8 +77,10 @@ def write_synthetic_layout(
     fps: Fraction | int = 10,
     scene: str = "synthetic_scene",
     recording: str = "rec0",
+    stems: list[str] | None = None,
 ) -> list[Path]:
-    """Write `clips` triplets under root/<scene>/<recording>/...; returns the interaction paths."""
+    """Write `clips` triplets (named `stems`, default 00000, 00001, ...) under
+    root/<scene>/<recording>/...; returns the interaction paths."""
     base = root / scene / recording
     codecs = {
         "video": Codec(preset="veryfast"),
@@ -86,8 +88,7 @@ def write_synthetic_layout(
         "hand": Codec(preset="veryfast", pix_fmt="yuv444p"),
     }
     written = []
-    for clip in range(clips):
-        stem = f"{clip:05d}"
+    for clip, stem in enumerate(stems or [f"{clip:05d}" for clip in range(clips)]):
         triplet = synthetic_triplet(frames, width, height, seed=clip)
         for name, sub in SUBDIRS.items():
             path = base / sub / f"{stem}.mp4"
