@@ -101,6 +101,13 @@ def test_clips_follow_the_official_schedule(rendered):
         assert sample.camera.shape == (9, 4, 4)
         assert sample.meta["hands"] == {"representation": "mesh", "backend": "cc4-vertex-groups"}
         assert sample.meta["intrinsics"]["fx"] == pytest.approx(96.0)
+        codecs = sample.meta["codecs"]  # the official TRUMANS settings (dwm-recipe.md 14)
+        assert (codecs["video"]["crf"], codecs["hand"]["crf"], codecs["hand"]["pix_fmt"]) == (
+            18,
+            18,
+            "yuv420p",
+        )
+        assert (codecs["static"]["crf"], codecs["static"]["preset"]) == (23, "superfast")
     assert samples[0].prompt == "walk to the cabinet."
     assert samples[2].prompt == "walk to the cabinet. open the drawer."
     assert samples[-1].prompt == "open the drawer."
@@ -246,6 +253,21 @@ def test_camera_follows_the_head_bone(rendered):
     assert np.ptp(positions, axis=0).max() > 0.05  # and the head does move
     for c in cameras:  # proper rotations
         assert np.allclose(c[:3, :3] @ c[:3, :3].T, np.eye(3), atol=1e-5)
+
+
+def test_the_file_is_read_without_the_add_on(rendered):
+    import bpy
+
+    from dwm_data.trumans import blend
+
+    root, _, _ = rendered
+    scene = open_scene(root)
+    assert not hasattr(bpy.types.Scene, "hsi_properties")  # the add-on's group is not registered
+    sets = blend.read_animation_sets(scene)
+    assert sorted(sets) == sorted(f"{r}.pkl" for r in (*mini.RECORDINGS, mini.NO_ACTOR_SET))
+    assert blend.find_armature(scene).name == mini.ARMATURE
+    assert bpy.data.objects[mini.DRAWER].parent.type == "EMPTY"
+    assert scene.frame_step == 2  # the schedule test above shows it is not followed
 
 
 def _twist_error(scene, armature, frames) -> float:
