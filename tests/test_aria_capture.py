@@ -38,6 +38,7 @@ def _process(capture: Path, recipe, tmp_path: Path, **options):
 
     builder = make_builder("aria-capture", recipe, {"capture": str(capture), **options})
     (unit,) = builder.plan()
+    builder.setup()  # as a worker does before its first unit
     ctx = UnitContext(tmp_path / "scratch", logging.getLogger("test"))
     return list(builder.process(unit, ctx))
 

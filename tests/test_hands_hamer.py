@@ -16,7 +16,7 @@ from hamer_release import HAMER_SOURCE, small_backbone, write_release
 
 from dwm_data.cameras import project
 from dwm_data.errors import MissingAssetError
-from dwm_data.hands.backend import check_backend, make_backend, resolve_backend
+from dwm_data.hands.backend import check_backend, make_backend, resolve_backend, skeleton_warning
 from dwm_data.hands.hamer import (
     MIRROR,
     Crop,
@@ -317,6 +317,9 @@ def test_auto_takes_meshes_when_the_files_are_given(tmp_path):
     assert resolve_backend("auto", mano_dir=tmp_path) == "mano-fit"
     assert resolve_backend("auto") == "mediapipe"
     assert resolve_backend("mediapipe", mano_dir=tmp_path) == "mediapipe"
+    line = skeleton_warning("build-taste")  # what auto says when it falls back
+    assert "\n" not in line and "not match the official model" in line
+    assert "--hamer-dir" in line and "--mano-dir" in line and "mano.is.tue.mpg.de" in line
 
 
 # --- the adapter's mirroring, on hands of known MANO parameters ---------------------------------

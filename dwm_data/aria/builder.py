@@ -8,6 +8,7 @@ same cameras gives `static`; MPS hand tracking (or an image-based backend) gives
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +24,7 @@ from dwm_data.aria.static import SPLAT_FILE, SceneFit, cached_scene, fit_scene
 from dwm_data.builder import Builder, UnitContext, WorkUnit
 from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.extras import require
+from dwm_data.hands.backend import HandBackend, check_backend, skeleton_warning
 from dwm_data.hands.track import HandTrack
 from dwm_data.sample import Sample, make_key, make_sample
 from dwm_data.splat.render import Params
@@ -43,7 +45,33 @@ class AriaBuilder(Builder):
         )
         if not captures:
             raise DwmDataError(f"aria-capture: no capture (a .vrs or a frame folder) in {root}")
+        self._check_hands()
         return [WorkUnit(id=c.name, payload={"capture": str(c)}) for c in captures]
+
+    def _check_hands(self) -> None:
+        """The hand models' files (and HaMeR's import) before any capture; MPS hands without
+        MANO files are skeletons, which the official model was not trained on: say so once."""
+        opts = self.options
+        if opts.hands != "mps":
+            check_backend(opts.hands, opts.mano_dir, opts.hamer_dir)
+        elif opts.mano_dir is not None:
+            check_backend("mano-fit", opts.mano_dir)
+        else:
+            logging.getLogger(__name__).warning(skeleton_warning("aria-capture (MPS hands)"))
+
+    def setup(self) -> None:
+        """The hand models once per worker, not per clip: MANO for MPS hands, else the backend."""
+        opts = self.options
+        self.mano = None
+        self.backend: HandBackend | None = None
+        if opts.hands != "mps":
+            from dwm_data.hands.backend import make_backend
+
+            self.backend = make_backend(opts.hands, opts.mano_dir, opts.hamer_dir)
+        elif opts.mano_dir is not None:
+            from dwm_data.hands.mano import ManoHands
+
+            self.mano = ManoHands(opts.mano_dir)
 
     def process(self, unit: WorkUnit, ctx: UnitContext) -> Iterable[Sample]:
         settings = self.recipe.section("aria", AriaSettings)
@@ -201,26 +229,24 @@ class AriaBuilder(Builder):
                 source.device_camera(clip.frames[0]),
                 intr,
             )
-            if opts.mano_dir is None:
+            if self.mano is None:
                 return (
                     track,
                     render_skeleton(track, intr, intr.width, intr.height),
                     {"representation": "skeleton", "backend": "aria-mps"},
                 )
             from dwm_data.hands.fit import fit_mano
-            from dwm_data.hands.mano import ManoHands
 
-            mano = ManoHands(opts.mano_dir)
-            track = fit_mano(track, mano, intr)
-            faces = (mano.faces["left"], mano.faces["right"])
+            track = fit_mano(track, self.mano, intr)
+            faces = (self.mano.faces["left"], self.mano.faces["right"])
             return (
                 track,
                 render_mesh(track.vertices, faces, intr, intr.width, intr.height),
                 {"representation": "mesh", "backend": "aria-mps+mano-fit"},
             )
-        from dwm_data.hands.backend import estimate_hands, make_backend
+        from dwm_data.hands.backend import estimate_hands
 
-        backend = make_backend(opts.hands, opts.mano_dir, opts.hamer_dir)
+        backend = self.backend
         estimate = estimate_hands(backend, frames, intr)
         track = estimate.track
         if backend.has_meshes:

@@ -8,6 +8,7 @@ failure, never a short sample.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,7 +17,15 @@ import numpy as np
 from dwm_data.builder import Builder, UnitContext, WorkUnit
 from dwm_data.cameras import Intrinsics
 from dwm_data.errors import DwmDataError, UnitError
-from dwm_data.hands.backend import Estimate, HandBackend, estimate_hands, make_backend
+from dwm_data.hands.backend import (
+    Estimate,
+    HandBackend,
+    check_backend,
+    estimate_hands,
+    make_backend,
+    resolve_backend,
+    skeleton_warning,
+)
 from dwm_data.hands.render import render_mesh, render_skeleton
 from dwm_data.hands.track import HandTrack
 from dwm_data.sample import Sample, make_key, make_sample
@@ -40,7 +49,7 @@ class TasteBuilder(Builder):
 
     def style(self) -> str:
         """The hand video style; an impossible style/backend pair fails before any work."""
-        has_meshes = self.options.backend != "mediapipe"
+        has_meshes = self.backend_name != "mediapipe"
         style = self.options.style or ("mesh" if has_meshes else "skeleton")
         if style == "mesh" and not has_meshes:
             raise DwmDataError(
@@ -63,16 +72,19 @@ class TasteBuilder(Builder):
             )
         return [WorkUnit("/".join(c.key_parts), {"clip": c.to_json()}) for c in clips]
 
+    @property
+    def backend_name(self) -> str:
+        """The backend `--hands auto` stands for (the same in every worker)."""
+        opts = self.options
+        return resolve_backend(opts.backend, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint)
+
     def _check_backend_files(self) -> None:
         """The cheap part of making the backend, so a missing model fails the run at start."""
-        from dwm_data.hands.hamer import hamer_files
-        from dwm_data.hands.mano import mano_paths
-
-        if self.options.backend == "mano-fit":
-            mano_paths(self.options.mano_dir)
-        elif self.options.backend == "hamer":
-            hamer_files(self.options.hamer_dir, self.options.hamer_checkpoint)
-        if not self.options.hands_files:
+        opts = self.options
+        check_backend(self.backend_name, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint)
+        if opts.backend == "auto" and self.backend_name == "mediapipe":
+            logging.getLogger(__name__).warning(skeleton_warning("build-taste"))
+        if not opts.hands_files:
             from dwm_data.extras import require
 
             require("mediapipe", "hands")
@@ -117,7 +129,7 @@ class TasteBuilder(Builder):
         known = self._known_landmarks(
             clip, source_frames, info.width, info.height, detect_w, detect_h
         )
-        ctx.heartbeat(f"estimating hands ({self.options.backend})")
+        ctx.heartbeat(f"estimating hands ({self.backend_name})")
         estimate = estimate_hands(self.backend, frames, assumed, self.knobs.max_gap, known)
         found = int(estimate.track.valid.any(axis=1).sum())
         if found == 0:
@@ -226,7 +238,7 @@ class TasteBuilder(Builder):
         }
         if clip.is_taste:
             source |= {"subset": clip.subset, "scene": clip.scene, "id": clip.clip_id}
-        hamer = self.options.backend == "hamer"
+        hamer = self.backend_name == "hamer"
         return {
             "source": source,
             "source_frames": source_frames,
@@ -237,7 +249,7 @@ class TasteBuilder(Builder):
             else f"assumed hfov {self.knobs.hfov_deg:g} deg",
             "hands": {
                 "representation": self.style(),
-                "backend": self.options.backend,
+                "backend": self.backend_name,
                 "landmarks": "file" if self.options.hands_files else "mediapipe-0.10-legacy",
                 "frames_with_hands": found,
                 "cleanup": estimate.cleanup.as_dict(),

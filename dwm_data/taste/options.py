@@ -33,9 +33,12 @@ class TasteOptions(BuilderOptions):
     captions: Annotated[str | None, Cli(path=True)] = Field(
         None, description="captions.xlsx (default: the one in SOURCE)."
     )
-    backend: Annotated[Literal["mediapipe", "hamer", "mano-fit"], Cli(name="hands")] = Field(
-        "mediapipe",
-        description="Hand estimation: mediapipe (offline), hamer, or mano-fit (MANO fit).",
+    backend: Annotated[Literal["auto", "mediapipe", "hamer", "mano-fit"], Cli(name="hands")] = (
+        Field(
+            "auto",
+            description="Hand estimation: auto (hamer with --hamer-dir, else mano-fit with "
+            "--mano-dir, else mediapipe skeletons), mediapipe (offline), hamer, or mano-fit.",
+        )
     )
     style: Literal["mesh", "skeleton"] | None = Field(
         None, description="Hand video: mesh (official) or skeleton. Default: mesh if possible."
@@ -44,7 +47,7 @@ class TasteOptions(BuilderOptions):
         None, description="Folder with MANO_RIGHT.pkl and MANO_LEFT.pkl (mano-fit)."
     )
     hamer_dir: Annotated[str | None, Cli(path=True)] = Field(
-        None, description="HaMeR checkout holding _DATA/ (hamer backend)."
+        None, description="HaMeR clone: its hamer package (if not installed) and _DATA/."
     )
     hamer_checkpoint: Annotated[str | None, Cli(path=True)] = Field(
         None, description="HaMeR checkpoint (default: the one in _DATA/)."
