@@ -115,8 +115,7 @@ class WorldModel:
                     uncond, cond = velocity.chunk(2)
                     velocity = uncond + guidance * (cond - uncond)
                 latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
-        video = base.decode_latents(latents)[0]
-        return to_frames(video)
+        return decoded_frames(base.decode_latents(latents)[0])
 
     def _encode(self, frames: np.ndarray, generator=None):
         """[1, f, 16, h, w] scaled latents of a video: a sample of the VAE's distribution when a
@@ -142,8 +141,19 @@ class WorldModel:
         return inpaint_mask(zeros, latent_frames, latent_height, latent_width, scaling)
 
 
+def decoded_frames(video) -> np.ndarray:
+    """The VAE's [3, F, H, W] output in [-1, 1] to (F, H, W, 3) uint8 as the official inference
+    writes it: x / 2 + 0.5 clamped to [0, 1], times 255, truncated (diffusers' `export_to_video`),
+    so a generated video has the official bytes for the same latents."""
+    import torch
+
+    array = ((video.float() / 2 + 0.5).clamp(0, 1) * 255).to(torch.uint8)
+    return array.permute(1, 2, 3, 0).cpu().numpy()
+
+
 def to_frames(video) -> np.ndarray:
-    """[3, F, H, W] in [-1, 1] to (F, H, W, 3) uint8."""
+    """[3, F, H, W] in [-1, 1] made by `data.to_tensor` back to its (F, H, W, 3) uint8 frames
+    (rounded, so the round trip is exact)."""
     array = ((video.float().clamp(-1, 1) + 1) * 127.5).round().byte()
     return array.permute(1, 2, 3, 0).cpu().numpy()
 

@@ -72,6 +72,19 @@ def test_generate_refuses_inputs_the_model_cannot_take(world_model, inputs):
         world_model.generate(static, hand[:5], prompt, steps=2)
 
 
+def test_frames_convert_as_the_official_export_and_round_trip_the_loader():
+    import torch
+
+    from dwm_model.data import to_tensor
+    from dwm_model.generate import decoded_frames, to_frames
+
+    decoded = torch.tensor([-1.0, -0.5, 0.0, 0.999, 1.0]).reshape(1, 1, 1, 5).expand(3, 1, 1, 5)
+    # (frame * 255).astype(np.uint8) of (x / 2 + 0.5): 0, 63.75, 127.5, 254.87, 255 truncated
+    assert decoded_frames(decoded)[0, 0, :, 0].tolist() == [0, 63, 127, 254, 255]
+    frames = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
+    assert np.array_equal(to_frames(to_tensor(frames)), frames)
+
+
 def test_inputs_from_files_and_missing_key(shard_dir, inputs, tmp_path):
     static, hand, _, _ = inputs
     (tmp_path / "s.mp4").write_bytes(encode(static, 8, Codec(preset="ultrafast")))
