@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 
 from dwm_data.errors import DwmDataError
 from dwm_data.executors import make_executor
+from dwm_data.output import output_to
 from dwm_data.recipe import Recipe
 from dwm_data.runs.folder import RunFolder, claim
 from dwm_data.runs.plan import Plan, make_plan, prepare
@@ -75,9 +77,17 @@ def build(
     """
     started = time.time()
     folder = RunFolder(Path(out))
-    plan = make_plan(builder, options, recipe)  # before touching OUT: a bad input changes nothing
-    claim(folder, overwrite)
-    plan, loosened = prepare(folder, plan)
+    # Planned before touching OUT, so a bad input changes nothing; what libraries print while
+    # planning (Blender opening a .blend) is kept for OUT/logs/plan.log.
+    with tempfile.TemporaryDirectory() as scratch:
+        printed = Path(scratch) / "plan.log"
+        with output_to(printed):
+            plan = make_plan(builder, options, recipe)
+        claim(folder, overwrite)
+        plan, loosened = prepare(folder, plan)
+        if printed.stat().st_size:
+            with open(folder.root / "logs" / "plan.log", "ab") as log:
+                log.write(printed.read_bytes())
     with _exclusive(folder), _stop_on_signals() as stop:
         write_json_atomic(folder.settings, recipe.run.model_dump(mode="json"))
         return _execute(folder, plan, recipe, retry_failed or loosened, progress, started, stop)

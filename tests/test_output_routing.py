@@ -16,11 +16,13 @@ NOISE = b"W0000 00:00 inference_feedback_manager.cc:114] Feedback manager requir
 
 
 class NoisyBuilder(Builder):
-    """Two units that print to fds 1 and 2 like a C library, and yield no sample."""
+    """Prints to fds 1 and 2 like a C library while planning (in the driver, as Blender does
+    opening a .blend) and in each of two units (in the workers); yields no sample."""
 
     Options = BuilderOptions
 
     def plan(self) -> list[WorkUnit]:
+        os.write(2, NOISE + b" (planning)\n")
         return [WorkUnit("a"), WorkUnit("b")]
 
     def process(self, unit: WorkUnit, ctx: UnitContext) -> Iterable[Sample]:
@@ -29,10 +31,11 @@ class NoisyBuilder(Builder):
         return []
 
 
-def test_c_level_output_of_workers_lands_in_the_task_log(tmp_path, tiny_recipe, capfd):
+def test_c_level_output_lands_in_the_run_logs(tmp_path, tiny_recipe, capfd):
     result = build("test_output_routing:NoisyBuilder", {}, tiny_recipe, tmp_path, progress=False)
     terminal = capfd.readouterr()
     assert result.ok and result.status.done == 2
     assert NOISE.decode() not in terminal.out + terminal.err
     logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("*.log"))
-    assert logs.count(NOISE.decode()) == 4  # both units, both streams, nothing lost
+    assert logs.count(NOISE.decode()) == 5  # both units, both streams, planning: nothing lost
+    assert NOISE.decode() in (tmp_path / "logs" / "plan.log").read_text()

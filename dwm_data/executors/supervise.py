@@ -15,11 +15,11 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
+from dwm_data.output import output_to
 from dwm_data.recipe import RunConfig
 from dwm_data.runs import records
 from dwm_data.runs.folder import RunFolder
@@ -37,25 +37,12 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _output_to_log(path: Path) -> None:
-    """Send the worker's fds 1 and 2 to its task log: TFLite, absl, Blender and projectaria-tools
-    print from C straight to them, so redirecting `sys.stdout` would not do; the terminal is left
-    to the driver's progress and summary, and nothing printed is lost."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-
-
 def _worker_main(root: str, task: int, retry_failed: bool, max_units: int) -> None:
     os.setpgrp()  # own process group: a timeout kill takes the worker's children, Ctrl-C does not
     _die_with_parent()
-    _output_to_log(RunFolder(root).task_file("logs", task))
     STOP.install()
-    run_task(root, task, retry_failed=retry_failed, max_units=max_units)
+    with output_to(RunFolder(root).task_file("logs", task)):  # C-level prints of libraries
+        run_task(root, task, retry_failed=retry_failed, max_units=max_units)
 
 
 def _cause(exitcode: int | None) -> str:
