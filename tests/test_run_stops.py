@@ -8,6 +8,7 @@ landmarks the demo uses, so the run costs decoding and encoding, not hand estima
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -60,23 +61,32 @@ def real_clips_folder(root: Path) -> Path:
 
 
 def start(source: Path, out: Path, *flags: str) -> subprocess.Popen:
-    """`dwm-data build-taste` in its own session, as a terminal or a batch system starts it."""
+    """`dwm-data build-taste` in its own session, as a terminal or a batch system starts it;
+    its output goes to a file (a pipe nobody reads would block its workers)."""
     sets = [arg for s in SETTINGS for arg in ("--set", s)]
     command = [sys.executable, "-m", "cli.main", "build-taste", str(source), str(out)]
     command += ["--hands-files", "--recipe", "tiny", "--quiet", *sets, *flags]
-    return subprocess.Popen(
-        command,
-        cwd=PROJECT,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = out.with_name(out.name + ".out")
+    with open(log, "w") as handle:
+        driver = subprocess.Popen(
+            command, cwd=PROJECT, start_new_session=True, stdout=handle, stderr=subprocess.STDOUT
+        )
+    driver.log = log  # type: ignore[attr-defined]
+    return driver
 
 
 def finish(driver: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
-    output, _ = driver.communicate(timeout=timeout)
-    return driver.returncode, output
+    driver.wait(timeout=timeout)
+    return driver.returncode, driver.log.read_text()  # type: ignore[attr-defined]
+
+
+def in_flight_since(out: Path, moment: float) -> bool:
+    """Whether a worker started after `moment` is processing a unit."""
+    for path in (out / "running").glob("*.json") if (out / "running").exists() else []:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text())["since"] > moment:
+                return True
+    return False
 
 
 def processed(out: Path) -> Counter[str]:
@@ -114,16 +124,22 @@ def assert_complete(out: Path) -> None:
 def test_twenty_sigkills_of_the_whole_run_condemn_no_unit(tmp_path):
     source = real_clips_folder(tmp_path / "clips")
     out = tmp_path / "run"
-    moments = random.Random(18).sample([x / 100 for x in range(50, 400)], 20)
-    for moment in moments:
+    delays = random.Random(18).sample([x / 100 for x in range(0, 150)], 20)
+    for delay in delays:  # each kill lands while units are in flight, at a random point
+        started = time.time()
         driver = start(source, out, "--workers", "2")
-        time.sleep(moment)
+        assert wait_for(lambda s=started: in_flight_since(out, s)), finish(driver)
+        time.sleep(delay)
         os.killpg(driver.pid, signal.SIGKILL)  # the driver; its workers die with it
         driver.wait()
     assert wait_for(lambda: run_status(out).state == "stopped", 20)  # no orphan runs on
     status = run_status(out)
     assert status.failed == 0 and not status.running
     code, output = finish(start(source, out, "--workers", "2"))
+    logs = [log.read_text() for log in (out / "logs").glob("*.log")]
+    forgiven = sum(log.count("the run stopped while it was in flight") for log in logs)
+    # far more deaths in flight than a unit is allowed (run.restarts: 3), and none charged
+    assert forgiven >= 20, forgiven
     assert code == 0, output
     assert_complete(out)
     assert not list((out / "deaths").glob("*.jsonl"))  # no living supervisor saw a death
