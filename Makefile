@@ -28,6 +28,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt | system-libs
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[all,dev]' torch==2.13.0
 	$(BIN)/pip install -q --no-deps projectaria-tools==2.3.0
+	# lpips declares torchvision, which has no wheel that loads beside the CPU torch (see dwm_model/metrics.py)
+	$(BIN)/pip install -q --no-deps lpips==0.1.4
 	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/hamer-torchvision torchvision==0.28.0
 	touch $@
 

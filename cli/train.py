@@ -19,7 +19,17 @@ BaseOpt = Annotated[
     Path | None,
     typer.Option(
         "--base-model",
-        help="Base model folder (diffusers layout); default: recipe train.base_model.",
+        help="Base model folder (diffusers layout, e.g. CogVideoX-Fun-V1.1-5b-InP as downloaded); "
+        "default: the recipe's train.base_model, a path taken from the folder you run in "
+        "(dwm recipe: models/CogVideoX-Fun-V1.1-5b-InP; tiny: a random CPU model).",
+    ),
+]
+RunRecipeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--recipe",
+        "-r",
+        help="Preset name or .yaml path; default: the recipe.json the run was trained with.",
     ),
 ]
 
@@ -30,6 +40,23 @@ def _shards(specs: list[Path]) -> list[Path]:
     return shard_paths([str(s) for s in specs])
 
 
+def _with_base(overrides: list[str] | None, base_model: Path | None) -> list[str]:
+    """--set overrides, plus train.base_model from --base-model (made absolute, as recorded)."""
+    extra = [f"train.base_model={base_model.expanduser().resolve()}"] if base_model else []
+    return [*(overrides or []), *extra]
+
+
+def _say(line: str) -> None:
+    console().print(f"[yellow]note:[/yellow] {line}")
+
+
+def _run_recipe(weights: Path, recipe: str | None, overrides: list[str] | None):
+    """--recipe when given, else the recipe the run was trained with; --set on top of either."""
+    from dwm_model.train import run_recipe
+
+    return load_recipe(recipe, overrides) if recipe else run_recipe(weights, overrides)
+
+
 def train(
     shards: ShardsArg,
     out: Annotated[
@@ -38,6 +65,7 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest checkpoint in OUT.")
     ] = False,
+    base_model: BaseOpt = None,
     recipe: RecipeOpt = "dwm",
     set: SetOpt = None,
     quiet: QuietOpt = False,
@@ -45,10 +73,12 @@ def train(
     """Fine-tune the base model into a Dexterous World Model (LoRA + widened patch embedding).
 
     Uses the latent cache next to the shards when `dwm-data encode` made one, else encodes on the fly.
+    Shards of longer or larger clips than the recipe's are sampled and resized on load (said once).
     """
     from dwm_model.train import train as run
 
-    result = run(_shards(shards), out, load_recipe(recipe, set), resume=resume, progress=not quiet)
+    resolved = load_recipe(recipe, _with_base(set, base_model))
+    result = run(_shards(shards), out, resolved, resume=resume, progress=not quiet, notify=_say)
     pos = result.position
     busy = result.data_seconds + result.model_seconds
     console().print(
@@ -70,9 +100,9 @@ def encode(
     from dwm_model.config import TrainConfig
     from dwm_model.latents import encode_shards
 
-    resolved = load_recipe(recipe, set)
+    resolved = load_recipe(recipe, _with_base(set, base_model))
     video = resolved.video
-    name = str(base_model) if base_model else resolved.section("train", TrainConfig).base_model
+    name = resolved.section("train", TrainConfig).base_model
     folder = resolve_base(name, video.width, video.height, video.frames)
     result = encode_shards(_shards(shards), resolved, folder)
     console().print(
@@ -105,18 +135,23 @@ def sample(
     ] = False,
     no_prompt: Annotated[bool, typer.Option("--no-prompt", help="Drop the prompt.")] = False,
     base_model: BaseOpt = None,
-    recipe: RecipeOpt = "dwm",
+    recipe: RunRecipeOpt = None,
     set: SetOpt = None,
 ) -> None:
-    """Generate the interaction video from a static video, a hand video and a prompt."""
+    """Generate the interaction video from a static video, a hand video and a prompt.
+
+    Sizes, frames, fps and sampling settings come from the run's recipe.json unless -r/--set say otherwise.
+    """
     from dwm_model.config import SampleConfig
     from dwm_model.generate import WorldModel, load_inputs, preview, write_video
 
-    resolved = load_recipe(recipe, set)
+    resolved = _run_recipe(weights, recipe, set)
     cfg = resolved.section("sample", SampleConfig)
-    static_v, hand_v, text, truth = load_inputs(
-        _shards(shards) if shards else None, key, static, hand, prompt
+    static_v, hand_v, text, truth, fitted = load_inputs(
+        _shards(shards) if shards else None, key, static, hand, prompt, resolved.video
     )
+    for note in fitted:
+        console().print(f"fitted {note}", highlight=False)
     model = WorldModel.from_weights(weights, base_model)
     video = model.generate(
         static_v,
@@ -143,19 +178,39 @@ def evaluate(
         Path, typer.Argument(help="A training run folder or one of its checkpoints.")
     ],
     shards: ShardsArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for eval.json and the videos.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for metrics.{json,csv,md} and the videos.")
+    ],
+    seeds: Annotated[
+        int | None,
+        typer.Option(help="Predictions per clip, scores averaged (default: recipe eval.seeds)."),
+    ] = None,
     base_model: BaseOpt = None,
-    recipe: RecipeOpt = "dwm",
+    recipe: RunRecipeOpt = None,
     set: SetOpt = None,
 ) -> None:
-    """Sample every shard sample and score it against the recorded video (PSNR, SSIM)."""
+    """Generate every shard sample and score it against the recorded video.
+
+    The official metrics (PSNR over the whole clip, SSIM, LPIPS-VGG, DreamSim) on the mp4 files as
+    written and read back; LPIPS and DreamSim weights are local files named in the recipe's eval
+    section. Sizes and settings come from the run's recipe.json unless -r/--set say otherwise.
+    """
+    from rich.table import Table
+
     from dwm_model.evaluate import evaluate as run
+    from dwm_model.evaluate import table
     from dwm_model.generate import WorldModel
 
-    summary = run(
-        _shards(shards), WorldModel.from_weights(weights, base_model), load_recipe(recipe, set), out
-    )
+    overrides = [*(set or []), *([f"eval.seeds={seeds}"] if seeds is not None else [])]
+    resolved = _run_recipe(weights, recipe, overrides)
+    model = WorldModel.from_weights(weights, base_model)
+    summary = run(_shards(shards), model, resolved, out, notify=_say)
+    header, rows = table(summary)
+    shown = Table(*header)
+    for row in rows:
+        shown.add_row(*row)
+    console().print(shown)
     console().print(
-        f"{summary['samples']} samples ({summary['skipped']} broken skipped): PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f} "
-        f"(per sample in {out / 'eval.json'})"
+        f"{summary['samples']} samples ({summary['skipped']} broken skipped); "
+        f"written to {out / 'metrics.json'}, metrics.csv and metrics.md"
     )

@@ -20,7 +20,8 @@ class Section(BaseModel):
 
 
 class TrainConfig(Section):
-    # A local diffusers-layout folder of CogVideoX-Fun-V1.1-5b-InP, or "tiny" for a random CPU model.
+    # A local diffusers-layout folder of CogVideoX-Fun-V1.1-5b-InP (a relative path is taken from
+    # the folder the command runs in), or "tiny" for a random CPU model.
     base_model: str = "models/CogVideoX-Fun-V1.1-5b-InP"
     condition_channels: int = 16
     lora_rank: int = 64
@@ -63,6 +64,14 @@ class EvalConfig(Section):
     guidance: float = 6.0
     seed: int = 42
     limit: int = 0  # 0: every sample of the shards
+    # Predictions per clip, with seeds seed, seed+1, ...; their scores are averaged (the paper: 3).
+    seeds: int = 1
+    metrics: tuple[str, ...] = ("psnr", "ssim", "lpips", "dreamsim")
+    # The metric networks' local weights (relative paths: to the folder eval runs in). lpips ships
+    # its linear heads; the VGG16 backbone is torchvision's ImageNet file.
+    lpips_backbone: str = "~/.cache/torch/hub/checkpoints/vgg16-397923af.pth"
+    # DreamSim's unzipped ensemble checkpoint (dreamsim_ensemble_checkpoint.zip, as its cache_dir).
+    dreamsim_folder: str = "models/dreamsim"
 
 
 def check_geometry(frames: int, width: int, height: int) -> None:

@@ -40,14 +40,34 @@ def to_tensor(frames):
     return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
 
 
+def window(available: int, frames: int) -> list[int]:
+    """The frames a clip of `available` frames gives a recipe of `frames`: every
+    (available // frames)-th from the first, the official loader's stride (its `n // 49`)."""
+    if available < frames:
+        raise DwmDataError(f"clip has {available} frames, recipe wants {frames}")
+    step = available // frames
+    return list(range(0, step * frames, step))
+
+
 def video_decoder(
-    frames: int, width: int, height: int
+    frames: int, width: int, height: int, resize: str = "letterbox"
 ) -> Callable[[Iterable[dict]], Iterator[dict]]:
-    """A pipeline stage from raw tar members to decoded triplets of the recipe's geometry."""
+    """A pipeline stage from raw tar members to decoded triplets of the recipe's geometry.
+
+    Clips of the recipe's geometry decode as they are; longer or larger ones (shards imported
+    with another recipe) give a recipe-sized window, fitted to the recipe's size by its
+    `video.resize` mode, as the official loader resamples every clip to 49 frames at 720x480."""
+
+    def load(data: bytes):
+        from dwm_data.video import decode, probe, read_frames
+
+        info = probe(data)
+        if (info.frames, info.width, info.height) == (frames, width, height):
+            return decode(data, expected_frames=frames)
+        return read_frames(data, window(info.frames, frames), width, height, resize)
 
     def stage(source: Iterable[dict]) -> Iterator[dict]:
         from dwm_data.sample import VIDEO_KEYS, Sample
-        from dwm_data.video import decode
 
         skipped = 0
         for members in source:
@@ -56,12 +76,7 @@ def video_decoder(
                 sample = Sample.from_wds(members)
                 out = {"key": sample.key, "prompt": sample.prompt}
                 for name in VIDEO_KEYS:
-                    array = decode(getattr(sample, name), expected_frames=frames)
-                    if array.shape[1:3] != (height, width):
-                        raise DwmDataError(
-                            f"{name}.mp4 is {array.shape[2]}x{array.shape[1]}, recipe wants {width}x{height}"
-                        )
-                    out[name] = to_tensor(array)
+                    out[name] = to_tensor(load(getattr(sample, name)))
             except (DwmDataError, ValueError, UnicodeDecodeError) as exc:
                 skipped += 1
                 log.warning("skipping broken sample %s: %s", key, exc)
@@ -71,6 +86,44 @@ def video_decoder(
             yield out
 
     return stage
+
+
+def shard_geometry(shard: Path) -> tuple[int, int, int] | None:
+    """(frames, width, height) of the first interaction video in a shard (None: no video)."""
+    import tarfile
+
+    from dwm_data.video import probe
+
+    with tarfile.open(shard) as tar:
+        for member in tar:
+            if member.name.endswith(".video.mp4"):
+                handle = tar.extractfile(member)
+                if handle is None:
+                    return None
+                info = probe(handle.read())
+                return info.frames, info.width, info.height
+    return None
+
+
+def geometry_note(shards: list[Path], frames: int, width: int, height: int) -> str | None:
+    """One line on how the shards' clips differ from the recipe and what the loader does about
+    it (None: they match); raises when no window of the recipe's length fits in a clip."""
+    found = shard_geometry(shards[0]) if shards else None
+    if found is None or found == (frames, width, height):
+        return None
+    have = "{} frames at {}x{}".format(*found)
+    want = f"{frames} frames at {width}x{height}"
+    if found[0] < frames:
+        raise DwmDataError(
+            f"{shards[0].name} holds clips of {have}, the recipe wants {want}; re-import the "
+            f"shards with this recipe, or train with video.frames of at most {found[0]}"
+        )
+    step = found[0] // frames
+    return (
+        f"{shards[0].name} holds clips of {have}, the recipe wants {want}: training on "
+        f"{frames} frames one in {step} from the first, fitted to {width}x{height} on load "
+        f"(re-import the shards with this recipe to save that work)"
+    )
 
 
 def latent_decoder(source: Iterable[dict]) -> Iterator[dict]:

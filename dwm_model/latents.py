@@ -55,7 +55,7 @@ def encode_shards(
     fingerprint = cache_fingerprint(
         base_folder, video.frames, video.width, video.height, cfg.max_text_length
     )
-    stage = video_decoder(video.frames, video.width, video.height)
+    stage = video_decoder(video.frames, video.width, video.height, video.resize)
     samples = skipped = reused = 0
     for shard in shards:
         if cached_shards([shard], fingerprint):

@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from dwm_model.config import TrainConfig, check_geometry
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
+RECIPE = "recipe.json"
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(DwmDataError):
@@ -57,11 +61,17 @@ class TrainResult:
 class Trainer:
     """The model, optimiser and data stream of one run."""
 
-    def __init__(self, shards: list[Path], out: Path, recipe: Recipe):
+    def __init__(
+        self,
+        shards: list[Path],
+        out: Path,
+        recipe: Recipe,
+        notify: Callable[[str], None] = log.warning,
+    ):
         import torch
 
         from dwm_model.base import Base, resolve_base
-        from dwm_model.data import cache_fingerprint, cached_shards
+        from dwm_model.data import cache_fingerprint, cached_shards, geometry_note
         from dwm_model.model import add_lora, load_world_model
 
         self.cfg = cfg = recipe.section("train", TrainConfig)
@@ -79,6 +89,11 @@ class Trainer:
             self.base_folder, video.frames, video.width, video.height, cfg.max_text_length
         )
         self.cache = cached_shards(shards, fingerprint)
+        note = (
+            None if self.cache else geometry_note(shards, video.frames, video.width, video.height)
+        )
+        if note:
+            notify(note)
         torch.manual_seed(cfg.seed)
         self.transformer = load_world_model(self.base, cfg.condition_channels)
         self.params = add_lora(
@@ -123,7 +138,9 @@ class Trainer:
         stage = (
             latent_decoder
             if self.cache
-            else video_decoder(self.video.frames, self.video.width, self.video.height)
+            else video_decoder(
+                self.video.frames, self.video.width, self.video.height, self.video.resize
+            )
         )
         loader = make_loader(
             urls,
@@ -440,11 +457,17 @@ def checkpoints(out: Path) -> list[Path]:
 
 
 def train(
-    shards: list[Path], out: Path, recipe: Recipe, resume: bool = False, progress: bool = True
+    shards: list[Path],
+    out: Path,
+    recipe: Recipe,
+    resume: bool = False,
+    progress: bool = True,
+    notify: Callable[[str], None] = log.warning,
 ) -> TrainResult:
-    """Train (or with `resume`, continue from the latest checkpoint in `out`)."""
+    """Train (or with `resume`, continue from the latest checkpoint in `out`); `notify` gets the
+    one line on shards whose clips differ from the recipe, before the first step."""
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(shards, out, recipe)
+    trainer = Trainer(shards, out, recipe, notify)
     if resume:
         found = checkpoints(out)
         if not found:
@@ -453,5 +476,30 @@ def train(
     elif checkpoints(out):
         raise DwmDataError(f"{out} already holds checkpoints; pass --resume or another folder")
     if trainer.rank == 0:
-        (out / "recipe.json").write_text(json.dumps(recipe.dump(), indent=2))
+        (out / RECIPE).write_text(json.dumps(recipe.dump(), indent=2))
     return trainer.run(progress)
+
+
+def run_recipe(weights: Path, overrides: list[str] | None = None) -> Recipe:
+    """The recipe a run folder (or one of its checkpoints) was trained with, from its
+    `recipe.json`, with `overrides` on top; it goes through the same checks as a preset."""
+    from dwm_data.recipe import load_recipe
+
+    for folder in (weights, weights.parent.parent):
+        if (folder / RECIPE).is_file():
+            saved = json.loads((folder / RECIPE).read_text())
+            return load_recipe("dwm", [*_as_overrides(saved), *(overrides or [])])
+    raise DwmDataError(
+        f"{weights} holds no {RECIPE} (nor does its run folder): pass the training recipe with -r"
+    )
+
+
+def _as_overrides(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """A nested recipe dump as `a.b=value` overrides (JSON values parse as YAML)."""
+    out = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out += _as_overrides(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={json.dumps(value)}")
+    return out

@@ -13,8 +13,9 @@ from test_model import FRAMES, HEIGHT, WIDTH, shard_dir, tiny_base, write_shard 
 
 from dwm_data.errors import DwmDataError
 from dwm_data.recipe import load_recipe
-from dwm_model.data import cached_shards, make_loader, video_decoder
-from dwm_model.train import NonFiniteLoss, Trainer, checkpoints, train
+from dwm_model.config import EvalConfig
+from dwm_model.data import cached_shards, geometry_note, make_loader, to_tensor, video_decoder
+from dwm_model.train import NonFiniteLoss, Trainer, checkpoints, run_recipe, train
 
 SHORT = [
     "train.max_steps=6",
@@ -76,21 +77,83 @@ def test_broken_samples_are_skipped_and_counted(tmp_path):
     assert sum(b["skipped"] for b in loader) >= 2
 
 
-def test_samples_of_another_geometry_are_skipped(shard_dir):
-    stage = video_decoder(FRAMES, 96, 64)
-    batches = list(make_loader([str(p) for p in shards_of(shard_dir)], stage, 1, train=False))
-    assert batches == []
+def test_clips_of_another_geometry_give_a_recipe_sized_window(shard_dir):
+    """Shards imported under another recipe: every (n // frames)-th frame from the first (the
+    official loader's stride), fitted to the recipe's size by its resize mode."""
+    from dwm_data.sample import Sample
+    from dwm_data.store import read_samples
+    from dwm_data.video import decode, fit_size, read_frames
+
+    urls = [str(p) for p in shards_of(shard_dir)]
+    batch = next(iter(make_loader(urls, video_decoder(4, 96, 64), 1, train=False)))
+    assert batch["video"].shape == (1, 3, 4, 64, 96)
+    first = next(s for s in read_samples(shards_of(shard_dir)) if isinstance(s, Sample))
+    assert batch["key"][0] == first.key
+    expected = read_frames(first.video, [0, 2, 4, 6], 96, 64, "letterbox")
+    assert torch.equal(batch["video"][0], to_tensor(expected))
+    assert fit_size(WIDTH, HEIGHT, 96, 64, "letterbox") == (85, 64)  # padded at the sides
+    assert expected[:, :, :5].max() == 0 and expected[:, :, 10:80].max() > 0
+    same = next(iter(make_loader(urls, video_decoder(FRAMES, WIDTH, HEIGHT), 1, train=False)))
+    assert torch.equal(same["video"][0], to_tensor(decode(first.video)))
+
+
+def test_shards_longer_or_larger_than_the_recipe_are_named_in_one_line(shard_dir):
+    shards = shards_of(shard_dir)
+    assert geometry_note(shards, FRAMES, WIDTH, HEIGHT) is None
+    note = geometry_note(shards, 5, 32, 32)
+    assert note == (
+        f"{shards[0].name} holds clips of 9 frames at 64x48, the recipe wants 5 frames at 32x32: "
+        "training on 5 frames one in 1 from the first, fitted to 32x32 on load (re-import the "
+        "shards with this recipe to save that work)"
+    )
+    with pytest.raises(
+        DwmDataError,
+        match="9 frames at 64x48, the recipe wants 13 frames .*"
+        "re-import the shards with this recipe, or train with video.frames of at most 9",
+    ):
+        geometry_note(shards, 13, WIDTH, HEIGHT)
 
 
 def test_a_stream_where_nothing_loads_stops_instead_of_spinning(shard_dir):
-    stage = video_decoder(FRAMES, 96, 64)  # the recipe's size differs from the shards'
+    stage = video_decoder(13, WIDTH, HEIGHT)  # longer clips than the shards hold
     urls = [str(p) for p in shards_of(shard_dir)]
     loader = make_loader(urls, stage, 1, train=True, seed=0, batches_per_worker=2)
     with pytest.raises(
         DwmDataError,
-        match="200 samples in a row could not be loaded; the last: .*recipe wants 96x64",
+        match="200 samples in a row could not be loaded; the last: clip has 9 frames, recipe wants 13",
     ):
         next(iter(loader))
+
+
+@pytest.mark.slow
+def test_training_on_shards_of_another_geometry_says_so_before_the_first_step(
+    shard_dir, tmp_path, monkeypatch
+):
+    """The issue's case (official-size shards, tiny recipe), scaled down: one line up front,
+    then training on resized windows."""
+    monkeypatch.setenv("DWM_MODEL_CACHE", str(tmp_path / "cache"))
+    recipe = load_recipe(
+        "tiny",
+        ["video.frames=5", "video.width=32", "video.height=32", *SHORT[:1], "train.max_steps=1"],
+    )
+    notes: list[str] = []
+    result = train(
+        shards_of(shard_dir), tmp_path / "run", recipe, progress=False, notify=notes.append
+    )
+    assert len(notes) == 1 and "holds clips of 9 frames at 64x48" in notes[0]
+    assert result.position.step == 1 and result.position.skipped == 0
+
+
+def test_sample_and_eval_read_the_recipe_a_run_was_trained_with(tmp_path):
+    recipe = load_recipe("tiny", ["eval.limit=2", "train.lora_targets=[to_q, to_v]"])
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-000002").mkdir(parents=True)
+    (run / "recipe.json").write_text(json.dumps(recipe.dump()))
+    assert run_recipe(run).dump() == recipe.dump()
+    again = run_recipe(run / "checkpoints" / "step-000002", ["eval.steps=3"])
+    assert again.section("eval", EvalConfig).steps == 3 and again.video == recipe.video
+    with pytest.raises(DwmDataError, match="holds no recipe.json .* -r"):
+        run_recipe(tmp_path)
 
 
 def test_uneven_shards_give_every_rank_the_same_number_of_batches(tmp_path, monkeypatch):
