@@ -46,6 +46,10 @@ def check_base_folder(folder: Path) -> None:
         )
 
 
+def _complete(folder: Path) -> bool:
+    return all((folder / part / name).is_file() for part, name in PARTS.items())
+
+
 class Base:
     """The frozen parts of the base model on one device, in one compute dtype."""
 
@@ -192,12 +196,14 @@ def resolve_base(name: str, width: int, height: int, frames: int) -> Path:
         return Path(name).expanduser().resolve()
     root = Path(os.environ.get("DWM_MODEL_CACHE", Path.home() / ".cache" / "dwm-data"))
     folder = root / f"tiny-{width}x{height}x{frames}"
-    if not (folder / "scheduler" / "scheduler_config.json").is_file():
+    if not _complete(folder):
         from dwm_model.tiny import create_tiny_base
 
         root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=root, prefix=".tiny-"))
         create_tiny_base(scratch, width, height, frames)
+        if folder.exists() and not _complete(folder):  # written by an earlier dwm_model.tiny
+            shutil.rmtree(folder, ignore_errors=True)
         try:
             scratch.rename(folder)
         except OSError:  # another process won the race; its copy is identical

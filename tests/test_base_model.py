@@ -15,7 +15,7 @@ import torch
 from test_model import tiny_base  # noqa: F401
 
 from dwm_data.errors import DwmDataError
-from dwm_model.base import Base, check_base_folder, load_scheduler
+from dwm_model.base import Base, check_base_folder, load_scheduler, resolve_base
 from dwm_model.tiny import EXTRA_IDS, PIECES
 from dwm_model.tokenizer import T5Tokenizer
 
@@ -69,6 +69,18 @@ def test_a_folder_without_spiece_model_names_it(tiny_base, tmp_path):
     (folder / "tokenizer" / "spiece.model").unlink()
     with pytest.raises(DwmDataError, match="tokenizer/spiece.model"):
         check_base_folder(folder)
+
+
+def test_a_tiny_cache_of_the_earlier_layout_is_rebuilt(tiny_base, tmp_path, monkeypatch):
+    stale = tmp_path / "tiny-64x48x9"
+    shutil.copytree(tiny_base, stale)
+    (stale / "tokenizer" / "spiece.model").unlink()  # the earlier tiny had a tokenizer.json
+    (stale / "tokenizer" / "tokenizer.json").write_text("{}")
+    monkeypatch.setenv("DWM_MODEL_CACHE", str(tmp_path))
+    folder = resolve_base("tiny", 64, 48, 9)
+    assert folder == stale and (folder / "tokenizer" / "spiece.model").is_file()
+    assert not (folder / "tokenizer" / "tokenizer.json").exists()
+    check_base_folder(folder)
 
 
 @pytest.fixture
