@@ -506,3 +506,5 @@ def test_command_runs_units_in_workers_and_records_failures(rendered, tmp_path):
         line for path in out.rglob("*.no-samples.jsonl") for line in path.read_text().splitlines()
     ]
     assert [json.loads(line)["unit"] for line in empty] == [f"{mini.SCENE}/{mini.NO_ACTOR_SET}"]
+    logs = "".join(path.read_text() for path in out.rglob("*.log"))
+    assert f"{mini.NO_ACTOR_SET}: skipped, its animation set has no action for the actor" in logs
