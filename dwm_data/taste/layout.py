@@ -3,7 +3,8 @@
 TASTE-Rob unzips to `SingleHand|DoubleHand/<Scene>[_<a>_to_<b>]/<id>.mp4` with captions in one
 `captions.xlsx`; DWM's split lists name the processed layout
 (`taste_rob/DoubleHand/<Scene>/videos/<id>.mp4`), which maps back to the same raw clip. Any
-other folder of mp4 files is taken as is, with optional `<stem>.txt` prompts beside the clips.
+other folder of video clips (`VIDEO_SUFFIXES`) is taken as is, with optional `<stem>.txt`
+prompts beside the clips.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def taste_clip(path: Path, subset: str, scene: str) -> Clip:
     return Clip(str(path), (subset, scene_name(scene), path.stem), subset, scene, path.stem)
 
 
+# Containers cameras and phones write, all read by PyAV; matched in any case (.MOV, .MP4).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+
+
 def find_clips(source: Path, data_root: Path | None = None) -> list[Clip]:
     """The clips of a TASTE-Rob root, a split list file or a plain folder, in a stable order."""
     if source.is_file():
@@ -69,10 +74,13 @@ def find_clips(source: Path, data_root: Path | None = None) -> list[Clip]:
     else:
         clips = [
             Clip(str(path), tuple(path.relative_to(source).with_suffix("").parts))
-            for path in sorted(source.rglob("*.mp4"))
+            for path in sorted(source.rglob("*"))
+            if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file()
         ]
     if not clips:
-        raise DwmDataError(f"build-taste: no .mp4 clips under {source}")
+        raise DwmDataError(
+            f"build-taste: no video clips ({', '.join(VIDEO_SUFFIXES)}) under {source}"
+        )
     return clips
 
 
