@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dwm_data.errors import DwmDataError, MissingAssetError, UnitError
+from dwm_data.errors import MissingAssetError, UnitError
 
 LICENSE = "TRUMANS (research only, jnnan/trumans_utils; access via the authors' form)"
 
@@ -27,13 +27,15 @@ class Recording:
     name: str  # e.g. 2023-01-17@00-33-01 (the animation set key without ".pkl")
 
     def blend(self, root: Path) -> Path:
-        path = scene_files(root).get(self.scene)
-        if path is None:
+        paths = scene_files(root).get(self.scene, [])
+        if len(paths) != 1:
+            found = ", ".join(str(p) for p in paths) or "none"
             raise UnitError(
                 "blend-open",
-                f"no .blend in a folder named '{self.scene}' under {blends_folder(root)}",
+                f"want one .blend in a folder named '{self.scene}' under {blends_folder(root)}, "
+                f"found {found}",
             )
-        return path
+        return paths[0]
 
 
 @dataclass(frozen=True)
@@ -47,24 +49,19 @@ def blends_folder(root: Path) -> Path:
     return Path(root) / "Recordings_blend"
 
 
-def scene_files(root: Path) -> dict[str, Path]:
-    """Scene name (the folder holding the file) -> its `.blend`, from a walk of
-    `Recordings_blend/`; Blender's backups (`.blend1`) are not scenes."""
+def scene_files(root: Path) -> dict[str, list[Path]]:
+    """Scene name (the folder holding the file) -> the `.blend` files there, from a walk of
+    `Recordings_blend/`; Blender's backups (`.blend1`) are not scenes. A scene with two files
+    fails its own units only."""
     folder = blends_folder(root)
     if not folder.is_dir():
         raise MissingAssetError(
             "TRUMANS Recordings_blend/", str(folder), "download TRUMANS and pass its root folder"
         )
-    found: dict[str, Path] = {}
+    found: dict[str, list[Path]] = {}
     for path in sorted(folder.rglob("*.blend")):
-        if not path.is_file():
-            continue
-        if path.parent.name in found:
-            raise DwmDataError(
-                f"two .blend files name scene '{path.parent.name}': "
-                f"{found[path.parent.name]} and {path}; keep one per scene folder"
-            )
-        found[path.parent.name] = path
+        if path.is_file():
+            found.setdefault(path.parent.name, []).append(path)
     return found
 
 
@@ -99,9 +96,9 @@ def select(
     else:
         chosen = [
             Recording(scene, name.removesuffix(".pkl"))
-            for scene, path in scene_files(root).items()
+            for scene in scenes(root)
             if not wanted_scenes or scene in wanted_scenes
-            for name in animation_sets(path)
+            for name in animation_sets(Recording(scene, "").blend(root))
         ]
     wanted = set(recording_names)
     return sorted(r for r in chosen if not wanted or r.name in wanted)
