@@ -34,10 +34,13 @@ from dwm_data.splat.train import Views
 class AriaBuilder(Builder):
     Options = AriaOptions
 
-    def plan(self) -> list[WorkUnit]:
+    def preflight(self) -> None:
         root = Path(self.options.capture).resolve()
         if not root.is_dir():
             raise DwmDataError(f"aria-capture: {root} is not a folder")
+
+    def plan(self) -> list[WorkUnit]:
+        root = Path(self.options.capture).resolve()
         captures = (
             [root]
             if is_capture(root)

@@ -20,6 +20,22 @@ from dwm_data.video import probe, read_clip
 
 class ImportBuilder(Builder):
     Options = ImportOptions
+    loose_options = frozenset({"allow_missing_prompt"})
+
+    def preflight(self) -> None:
+        """A wrong root for a list file is the command's error, not every unit's failure."""
+        source = Path(self.options.source).resolve()
+        if not source.is_file():
+            return
+        root = Path(self.options.data_root).resolve() if self.options.data_root else source.parent
+        if not root.is_dir():
+            raise DwmDataError(f"import-dwm: --data-root {root} is not a folder")
+        entries = [line.strip() for line in source.read_text().splitlines() if line.strip()]
+        if entries and not any((root / entry).is_file() for entry in entries):
+            raise DwmDataError(
+                f"import-dwm: none of the {len(entries)} videos listed in {source} exists under "
+                f"{root} (first: {root / entries[0]}); check --data-root"
+            )
 
     def plan(self) -> list[WorkUnit]:
         source = Path(self.options.source).resolve()

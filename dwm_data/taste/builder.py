@@ -40,6 +40,7 @@ HANDS_FILE_SUFFIX = ".hands.npz"
 
 class TasteBuilder(Builder):
     Options = TasteOptions
+    loose_options = frozenset({"allow_missing_caption"})
 
     def __init__(self, recipe, options: TasteOptions):
         super().__init__(recipe, options)
@@ -58,9 +59,23 @@ class TasteBuilder(Builder):
             )
         return style
 
-    def plan(self) -> list[WorkUnit]:
+    def preflight(self) -> None:
+        """The style/backend pair, the backend's files and the input, before any work."""
         self.style()
         self._check_backend_files()
+        data_root = Path(self.options.data_root).resolve() if self.options.data_root else None
+        if data_root is not None and not data_root.is_dir():
+            raise DwmDataError(f"build-taste: --data-root {data_root} is not a folder")
+        source = Path(self.options.source).resolve()
+        if source.is_file():
+            clips = find_clips(source, data_root)
+            if not any(Path(c.path).is_file() for c in clips):
+                raise DwmDataError(
+                    f"build-taste: none of the {len(clips)} clips listed in {source} exists "
+                    f"(first: {clips[0].path}); check --data-root"
+                )
+
+    def plan(self) -> list[WorkUnit]:
         source = Path(self.options.source).resolve()
         data_root = Path(self.options.data_root).resolve() if self.options.data_root else None
         clips = find_clips(source, data_root)

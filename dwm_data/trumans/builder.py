@@ -20,6 +20,24 @@ class TrumansBuilder(Builder):
     Options = TrumansOptions
     max_units_per_process = 1
 
+    def preflight(self) -> None:
+        """The release root and, for `--body smplx`, the SMPL-X model every recording needs."""
+        from dwm_data.errors import DwmDataError, MissingAssetError
+        from dwm_data.trumans.bodies import smplx_model_file
+
+        opts = self.options
+        if not Path(opts.root).is_dir():
+            raise DwmDataError(f"render-trumans: the TRUMANS root {opts.root} is not a folder")
+        if opts.body != "smplx":
+            return
+        if opts.smplx_model is None:
+            raise MissingAssetError(
+                "SMPL-X model",
+                "--smplx-model (not given)",
+                "register at https://smpl-x.is.tue.mpg.de and pass --smplx-model",
+            )
+        smplx_model_file(Path(opts.smplx_model), opts.smplx_gender)
+
     def plan(self) -> list[WorkUnit]:
         opts = self.options
         chosen = release.select(
