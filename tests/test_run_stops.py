@@ -36,14 +36,14 @@ UNITS = 12
 SETTINGS = ["shards.maxcount=2", "taste.detect_height=48"]
 
 
-def real_clips_folder(root: Path) -> Path:
-    """A folder of 12 clips (links to the real ones), each with a prompt and a hands file."""
+def real_clips_folder(root: Path, units: int = UNITS) -> Path:
+    """A folder of clips (links to the real ones), each with a prompt and a hands file."""
     real = [
         shared_path("dwm_realworld/realworld_fixed/pour_coke.mp4"),
         *sorted(shared_path("dwm_realworld/realworld_dynamic/videos").glob("*.mp4")),
     ]
     root.mkdir(parents=True)
-    for index in range(UNITS):
+    for index in range(units):
         clip = real[index % len(real)]
         stem = root / f"clip{index:02d}"
         stem.with_suffix(".mp4").symlink_to(clip)
@@ -176,3 +176,20 @@ def test_a_stopped_run_keeps_what_is_complete_and_resumes_elsewhere(tmp_path, si
     assert code == 0, output
     assert_complete(out)
     assert set(processed(out).values()) == {1} and len(processed(out)) == UNITS
+
+
+@pytest.mark.slow
+def test_the_advice_a_failure_prints_works_on_the_same_run_folder(tmp_path):
+    source = real_clips_folder(tmp_path / "clips", units=3)
+    (source / "clip01.txt").unlink()
+    out = tmp_path / "run"
+    code, output = finish(start(source, out))
+    assert code == 1 and "clip01 [prompt]" in output and "--allow-missing-caption" in output
+    code, output = finish(start(source, out, "--allow-missing-caption"))
+    assert code == 0, output
+    prompts = {s.key: s.prompt for s in read_samples(out)}
+    assert prompts == {
+        "clip-clip00": "real clip 0",
+        "clip-clip01": "",
+        "clip-clip02": "real clip 2",
+    }
