@@ -159,6 +159,12 @@ def test_static_video_matches_ground_truth(tmp_path, tiny_recipe):
     meta = sample.meta
     assert meta["hands"] == {"representation": "skeleton", "backend": "aria-mps"}
     assert meta["calibration"] == "online"
+    codecs = meta["codecs"]  # as the released real-world examples
+    assert (codecs["video"]["crf"], codecs["hand"]["crf"], codecs["hand"]["pix_fmt"]) == (
+        23,
+        23,
+        "yuv444p",
+    )
     assert meta["splat"]["heldout_psnr"] > 20
     assert len(meta["source_frames"]) == 9 and sample.camera.shape == (9, 4, 4)
     intr = Intrinsics(**meta["intrinsics"], width=64, height=48)
