@@ -15,6 +15,9 @@ import pytest
 from dwm_data.build import build
 from dwm_data.errors import DwmDataError
 from dwm_data.recipe import load_recipe
+from dwm_data.runs.folder import RunFolder
+from dwm_data.runs.plan import make_plan, prepare
+from dwm_data.runs.records import heartbeat, write_running
 from dwm_data.runs.status import run_status
 from dwm_data.store import read_samples
 
@@ -103,6 +106,26 @@ def test_overwrite_replaces_our_own_run_folder(tmp_path):
     assert build(
         BUILDER, {"units": 3}, recipe(), tmp_path / "run", overwrite=True, progress=False
     ).ok
+
+
+def test_status_tells_a_dead_run_from_a_live_one(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    prepare(folder, make_plan(BUILDER, {"units": 2}, recipe("run.tasks=1")))
+    write_running(folder, 0, "unit000", open_units=0)  # as a worker does: this process
+    (live,) = run_status(folder.root).running
+    assert live["unit"] == "unit000" and live["pid"] == os.getpid()
+    assert run_status(folder.root).state == "running"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record = json.loads(folder.task_file("running", 0).read_text()) | {"pid": dead.pid}
+    folder.task_file("running", 0).write_text(json.dumps(record))
+    assert run_status(folder.root).running == [] and run_status(folder.root).state == "stopped"
+    stale = time.time() - 60  # a worker on another machine whose supervisor stopped beating
+    folder.task_file("running", 0).write_text(json.dumps(record | {"host": "elsewhere"}))
+    os.utime(folder.task_file("running", 0), (stale, stale))
+    assert run_status(folder.root).state == "stopped"
+    heartbeat(folder, 0)
+    assert run_status(folder.root).state == "running"
 
 
 def test_only_one_driver_per_run_folder(tmp_path):
@@ -198,8 +221,11 @@ def test_a_unit_that_kills_its_worker_is_recorded_after_the_restarts(tmp_path):
     assert (
         failure["unit"] == "unit002"
         and failure["stage"] == "crash"
-        and "died 2 times" in failure["message"]
+        and "died 2 times while processing this unit (last: killed by SIGKILL)"
+        in failure["message"]
     )
+    deaths = (tmp_path / "run" / "deaths" / "00000.jsonl").read_text().splitlines()
+    assert [json.loads(line)["unit"] for line in deaths] == ["unit002", "unit002"]
 
 
 def test_workers_are_recycled_without_losing_samples(tmp_path):
