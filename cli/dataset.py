@@ -59,7 +59,7 @@ def preview(
         list[str] | None,
         typer.Option("--key", "-k", help="Sample key(s) to show (default: the first ones)."),
     ] = None,
-    count: Annotated[int, typer.Option(help="How many samples when no key is given.")] = 3,
+    count: Annotated[int, typer.Option(min=1, help="How many samples when no key is given.")] = 3,
     overlay: Annotated[
         bool, typer.Option(help="Add a panel with the hand video laid over the interaction.")
     ] = True,
