@@ -219,9 +219,14 @@ def load_weights(transformer, folder: Path) -> None:
 
     path = _weights_file(folder, LORA_FILE)
     lora = {k.removeprefix("transformer."): v for k, v in load_file(str(path)).items()}
-    result = set_peft_model_state_dict(
-        transformer, convert_unet_state_dict_to_peft(lora), "default"
-    )
+    try:
+        result = set_peft_model_state_dict(
+            transformer, convert_unet_state_dict_to_peft(lora), "default"
+        )
+    except RuntimeError as exc:  # torch's multi-line "size mismatch for ..." report
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = next((line for line in lines if "size mismatch" in line), lines[0])
+        raise DwmDataError(f"{path}: LoRA shapes differ from the adapter's: {first}") from exc
     unexpected = set(result.unexpected_keys)
     if not set(lora) - unexpected:
         first = next(iter(sorted(lora)), "none")

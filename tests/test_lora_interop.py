@@ -168,6 +168,11 @@ def test_a_file_that_does_not_fit_the_model_is_refused_in_one_line(folders, tiny
     save_file(only_q, str(folder / LORA_FILE))
     with pytest.raises(DwmDataError, match="lacks 12 LoRA tensors"):
         WorldModel(tiny_base, folder)
+    shutil.copy(folders["official"] / LORA_FILE, folder / LORA_FILE)
+    (folder / "dwm_adapter.json").write_text('{"rank": 8, "alpha": 8}')  # a record that lies
+    with pytest.raises(DwmDataError, match="LoRA shapes differ from the adapter's") as info:
+        WorldModel(tiny_base, folder)
+    assert "\n" not in str(info.value) and "size mismatch" in str(info.value)
 
 
 def test_a_folder_without_record_needs_the_base_model(folders):
