@@ -224,7 +224,7 @@ def load_weights(transformer, folder: Path) -> None:
             transformer, convert_unet_state_dict_to_peft(lora), "default"
         )
     except RuntimeError as exc:  # torch's multi-line "size mismatch for ..." report
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
         first = next((line for line in lines if "size mismatch" in line), lines[0])
         raise DwmDataError(f"{path}: LoRA shapes differ from the adapter's: {first}") from exc
     unexpected = set(result.unexpected_keys)
