@@ -152,14 +152,6 @@ class ShardWriter:
         self._tar, self._manifest = None, None
         return manifest
 
-    def abort(self) -> None:
-        """Drop the open shard (its units will be redone); used when a worker is told to stop."""
-        if self._tar is not None:
-            path = Path(self._tar.name)
-            self._tar.close()
-            path.unlink(missing_ok=True)
-        self._tar, self._manifest = None, None
-
 
 def shard_paths(spec: str | Path | Iterable[str | Path]) -> list[Path]:
     """Resolve a run folder, a folder of tars, a tar, or a glob to a sorted list of shard files."""
