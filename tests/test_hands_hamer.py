@@ -448,3 +448,34 @@ def test_cam_crop_to_full_centre_box():
     crop = Crop(0, 1, np.array([360.0, 240.0]), 100.0)
     t = cam_crop_to_full(np.array([2.0, 0.1, -0.2]), crop, 720, 480, 14062.5)
     np.testing.assert_allclose(t, [0.1, -0.2, 2 * 14062.5 / 200])
+
+
+@pytest.mark.slow
+def test_build_taste_with_hamer_renders_its_meshes(release, shared_data, tmp_path):
+    """build-taste --hands auto with --hamer-dir and a checkpoint: model load in the worker's
+    setup (where it failed before), HaMeR on the real clip's MediaPipe boxes, meshes drawn."""
+    import logging
+
+    from dwm_data.builder import UnitContext, make_builder
+    from dwm_data.recipe import load_recipe
+    from dwm_data.video import decode
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "pour.mp4").symlink_to(shared_data("dwm_realworld/realworld_fixed/pour_coke.mp4"))
+    (folder / "pour.txt").write_text("Pour the coke.")
+    hamer = {"hamer_dir": str(release[0]), "hamer_checkpoint": str(release[1])}
+    builder = make_builder("build-taste", load_recipe("tiny"), {"source": str(folder)} | hamer)
+    assert builder.backend_name == "hamer"
+    (unit,) = builder.plan()
+    builder.setup()
+    ctx = UnitContext(tmp_path / "scratch", logging.getLogger("test"))
+    (sample,) = builder.process(unit, ctx)
+    hands = sample.meta["hands"]
+    assert (hands["backend"], hands["representation"]) == ("hamer", "mesh")
+    assert sample.meta["intrinsics_origin"] == "hamer-full-image-camera"
+    track = HandTrack.from_npz(sample.hands)
+    assert track.valid.any() and np.isfinite(track.mano["hand_pose"][track.valid]).all()
+    drawn = decode(sample.hand).reshape(track.frames, -1).max(axis=1) > 40
+    # meshes drawn, and only in frames with a hand (a random network may place one off-screen)
+    assert drawn.any() and not (drawn & ~track.valid.any(axis=1)).any()
