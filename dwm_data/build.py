@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dwm_data.errors import DwmDataError
 from dwm_data.executors import make_executor
 from dwm_data.output import output_to
 from dwm_data.recipe import Recipe
@@ -88,22 +87,9 @@ def build(
         if printed.stat().st_size:
             with open(folder.root / "logs" / "plan.log", "ab") as log:
                 log.write(printed.read_bytes())
-    with _exclusive(folder), _stop_on_signals() as stop:
+    with folder.lock(), _stop_on_signals() as stop:
         write_json_atomic(folder.settings, recipe.run.model_dump(mode="json"))
         return _execute(folder, plan, recipe, retry_failed or loosened, progress, started, stop)
-
-
-@contextlib.contextmanager
-def _exclusive(folder: RunFolder) -> Iterator[None]:
-    """One driver per run folder: two at once would run the same tasks twice."""
-    import fcntl
-
-    with open(folder.root / "run.lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise DwmDataError(f"another dwm-data process is running in {folder.root}") from exc
-        yield
 
 
 @contextlib.contextmanager

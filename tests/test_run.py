@@ -136,6 +136,9 @@ def test_only_one_driver_per_run_folder(tmp_path):
         fcntl.flock(handle, fcntl.LOCK_EX)
         with pytest.raises(DwmDataError, match="another dwm-data process"):
             build(BUILDER, {"units": 1}, recipe(), tmp_path / "run", progress=False)
+        with pytest.raises(DwmDataError, match="another dwm-data process"):  # nor deleted
+            build(BUILDER, {"units": 1}, recipe(), tmp_path / "run", overwrite=True)
+    assert (tmp_path / "run" / "dataset.json").exists()
 
 
 def test_bad_unit_fails_alone_and_retry_failed_retries_it(tmp_path):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +53,16 @@ class RunFolder:
     def is_run(self) -> bool:
         return self.plan.exists() or self.marker.exists()
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One driver per run folder: two at once would run the same tasks twice."""
+        with open(self.root / "run.lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise DwmDataError(f"another dwm-data process is running in {self.root}") from exc
+            yield
+
     def task_file(self, kind: str, task: int) -> Path:
         if kind == "empty":  # beside the manifests: the other record of finished units
             return self.manifests / f"{task:05d}.no-samples.jsonl"
@@ -83,4 +96,6 @@ def claim(folder: RunFolder, overwrite: bool) -> None:
             "nothing was changed: choose a new or empty output folder"
         )
     if overwrite:
+        with folder.lock():  # never delete a run another driver is running
+            pass
         shutil.rmtree(root)
