@@ -120,7 +120,8 @@ class WorldModel:
     def _encode(self, frames: np.ndarray, generator=None):
         """[1, f, 16, h, w] scaled latents of a video: a sample of the VAE's distribution when a
         generator is given (the hand video, as the official pipeline), else its mean (the static
-        video, which the official pipeline encodes as the InP "masked video", by its mode)."""
+        video, which the official pipeline encodes as the InP "masked video", by its mode, with
+        no noise added: its transformer class drops the base config's add_noise_in_inpaint_model)."""
         from dwm_model.base import latents_from_moments
         from dwm_model.data import to_tensor
 
