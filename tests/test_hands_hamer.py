@@ -9,6 +9,7 @@ import contextlib
 import io
 import os
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -59,6 +60,7 @@ def release(tmp_path_factory):
         pytest.importorskip(module)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        patch.setattr(sys, "dont_write_bytecode", True)  # ../shared stays as it is
         import_hamer(source)
         import hamer.models.hamer
 
@@ -279,8 +281,6 @@ def test_plan_check_imports_hamer(release, tmp_path):
 def test_plan_check_says_how_to_install_hamer(tmp_path, monkeypatch):
     """Without the package (here: a clone missing its `hamer` folder) the check names the
     install that works: no detectron2, mmcv or chumpy."""
-    import sys
-
     for name in ("hamer", "hamer.models"):
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed anywhere
     with pytest.raises(MissingAssetError, match=r"pip install --no-deps -e .*mmcv.*not needed"):

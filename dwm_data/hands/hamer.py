@@ -275,6 +275,8 @@ def import_hamer(root: Path | str | None) -> ModuleType:
     if importlib.util.find_spec("hamer") is None and package and package.is_dir():
         sys.path.insert(0, str(package.parent))
     looked = f"this environment and {package}" if package else "this environment"
+    writes_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # the clone may be shared or read-only: leave it as found
     try:
         _import_torchvision()
         return importlib.import_module("hamer.models")
@@ -282,6 +284,8 @@ def import_hamer(root: Path | str | None) -> ModuleType:
         raise MissingAssetError(
             f"HaMeR python package 'hamer' ({exc})", looked, HOW_TO_INSTALL_HAMER
         ) from exc
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
 
 
 # PyPI's Linux torchvision wheels are CUDA builds. Beside a CPU torch their C++ ops do not load,
