@@ -67,9 +67,11 @@ class CodecConfig(Strict):
     crf: int = Field(18, ge=0, le=63)
     preset: Preset = "medium"
     pix_fmt: Literal["yuv420p", "yuv422p", "yuv444p"] = "yuv420p"
+    gop: int | None = Field(None, gt=0)  # frames between keyframes; unset: x264's own
+    bframes: int | None = Field(None, ge=0, le=16)  # unset: the preset's
 
     def to_codec(self) -> Codec:
-        return Codec(self.codec, self.crf, self.preset, self.pix_fmt)
+        return Codec(self.codec, self.crf, self.preset, self.pix_fmt, self.gop, self.bframes)
 
     def over(self, base: CodecConfig) -> CodecConfig:
         """`base` with the keys this one sets: a source's section names only what differs."""

@@ -164,11 +164,7 @@ def make_sample(
         "fps": str(Fraction(fps)),
         "codecs": {
             name: {"codec": sample.infos[name].codec, "pix_fmt": sample.infos[name].pix_fmt}
-            | (
-                _stored_settings(encoded[name])
-                if name in stored
-                else {"crf": codecs[name].crf, "preset": codecs[name].preset}
-            )
+            | (_stored_settings(encoded[name]) if name in stored else codecs[name].settings())
             for name in VIDEO_KEYS
         },
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -38,9 +38,22 @@ class Codec:
     crf: int = 18
     preset: str = "medium"
     pix_fmt: str = "yuv420p"
+    gop: int | None = None  # frames between keyframes; None: x264's own (250)
+    bframes: int | None = None  # None: the preset's
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def settings(self) -> dict[str, int | str]:
+        """What a sample's json records of the encoding, beside the codec and pixel format."""
+        extra = {"gop": self.gop, "bframes": self.bframes}
+        return {"crf": self.crf, "preset": self.preset} | {
+            key: value for key, value in extra.items() if value is not None
+        }
+
+    def options(self) -> dict[str, str]:
+        """The encoder's options (ffmpeg's names: `-g`, `-bf`)."""
+        extra = {"g": self.gop, "bf": self.bframes}
+        return {"crf": str(self.crf), "preset": self.preset} | {
+            key: str(value) for key, value in extra.items() if value is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -227,7 +240,7 @@ def encode_with_info(
         with av.open(buffer, "w", format="mp4") as container:
             stream = container.add_stream(codec.name, rate=rate)
             stream.width, stream.height, stream.pix_fmt = width, height, codec.pix_fmt
-            stream.options = {"crf": str(codec.crf), "preset": codec.preset}
+            stream.options = codec.options()
             # Frame threads keep one slice per frame, as in the official files (PyAV's default,
             # slice threads, cuts each frame into one slice per thread).
             stream.codec_context.thread_type = "FRAME"
