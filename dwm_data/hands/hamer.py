@@ -120,7 +120,9 @@ def crop_for(
     return Crop(frame, side, center, float(np.array([w, h]).max()))
 
 
-def crop_image(image: np.ndarray, crop: Crop, settings: HamerSettings = HamerSettings()):
+def crop_image(
+    image: np.ndarray, crop: Crop, settings: HamerSettings = HamerSettings()
+) -> np.ndarray:
     """The normalised (3,S,S) float32 RGB patch HaMeR's backbone expects; left hands mirrored.
 
     As `ViTDetDataset`: a box more than 2.2x the patch blurs the frame first (skimage's
