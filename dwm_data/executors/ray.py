@@ -9,6 +9,7 @@ KeyboardInterrupt in the wrapper), which stops its worker cleanly.
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections import Counter
 from pathlib import Path
@@ -21,6 +22,15 @@ from dwm_data.recipe import RunConfig, parse_size
 
 def _attempt(root: str, task: int, config: dict, retry_failed: bool) -> bool:
     return supervise(root, task, RunConfig.model_validate(config), retry_failed)
+
+
+def _keep_stop_signals(stop: threading.Event) -> None:
+    """`ray.init` installs Ray's own SIGINT/SIGTERM handlers in the driver, which abort it; put
+    back the clean stop. (A signal sent to the whole process group also reaches the local Ray's
+    raylet, which then takes its workers along: their units are redone, charged to no one.)"""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: stop.set())
 
 
 class RayExecutor(Executor):
@@ -39,6 +49,7 @@ class RayExecutor(Executor):
                 log_to_driver=False,
                 configure_logging=False,
             )
+            _keep_stop_signals(stop)
         options = {
             "num_cpus": config.cpus_per_task,
             "num_gpus": config.gpus_per_task,
