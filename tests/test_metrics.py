@@ -240,6 +240,7 @@ def test_dreamsim_towers_match_the_vit_forward_of_the_files_with_lora_merged(dre
     assert torch.allclose(clip, reference_forward(states[1], x, clip=True), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_dreamsim_distance_of_video_frames(dreamsim_folder, clips):
     from dwm_model.dreamsim import DreamSim
 
