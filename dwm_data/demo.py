@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dwm_data.output import output_to
 from dwm_data.registry import CONSUMERS, SOURCES, load
 
 
@@ -36,7 +37,8 @@ def run_demo(out: Path, recipe_name: str, console: Any, progress: bool = True) -
         started = time.time()
         stage_dir = out / stage
         try:
-            options = load(source.demo)(stage_dir / "input", recipe_name)
+            with output_to(stage_dir / "input.log"):  # e.g. Blender saving the mini release
+                options = load(source.demo)(stage_dir / "input", recipe_name)
             result = build(stage, options, recipe, stage_dir / "run", progress=progress)
         except Exception as exc:  # one stage's missing extra must not hide the others
             console.print(
