@@ -102,6 +102,9 @@ class Base:
 
     @property
     def scaling_factor(self) -> float:
+        """From the file, never the class default (1.15258426, the 2B's; the 5B's is 0.7)."""
+        if "scaling_factor" not in self.vae_config:
+            raise DwmDataError(f"{self.folder}/vae/config.json has no scaling_factor")
         return float(self.vae_config["scaling_factor"])
 
     def encode_prompts(self, prompts: list[str], max_length: int):

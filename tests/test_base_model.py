@@ -34,17 +34,30 @@ PROMPTS = [
 LENGTH = 24
 
 
-def _with_config(tiny_base, tmp_path: Path, part: str, file: str, **changes) -> Path:
-    """A copy of one part of the tiny base with its config edited (None deletes a key)."""
-    folder = tmp_path / part
-    shutil.copytree(tiny_base / part, folder)
-    config = json.loads((folder / file).read_text())
+def _edit(path: Path, **changes) -> None:
+    """Edit a config file in place (None deletes a key)."""
+    config = json.loads(path.read_text())
     for key, value in changes.items():
         if value is None:
             config.pop(key, None)
         else:
             config[key] = value
-    (folder / file).write_text(json.dumps(config))
+    path.write_text(json.dumps(config))
+
+
+def _with_config(tiny_base, tmp_path: Path, part: str, file: str, **changes) -> Path:
+    """A copy of one part of the tiny base with its config edited."""
+    folder = tmp_path / part
+    shutil.copytree(tiny_base / part, folder)
+    _edit(folder / file, **changes)
+    return folder
+
+
+def _base_with_config(tiny_base, tmp_path: Path, part: str, file: str, **changes) -> Path:
+    """A copy of the whole tiny base with one config edited."""
+    folder = tmp_path / "base"
+    shutil.copytree(tiny_base, folder)
+    _edit(folder / part / file, **changes)
     return folder
 
 
@@ -61,6 +74,13 @@ def test_the_tiny_base_is_laid_out_as_the_download(tiny_base):
     assert transformer["add_noise_in_inpaint_model"] is True and transformer["in_channels"] == 33
     assert "patch_size_t" not in transformer  # V1.1: a Conv2d patch embedding
     assert json.loads((tiny_base / "vae" / "config.json").read_text())["scaling_factor"] == 0.7
+
+
+def test_the_latent_scale_is_the_files_and_never_the_class_default(tiny_base, tmp_path):
+    assert Base(tiny_base).scaling_factor == 0.7
+    folder = _base_with_config(tiny_base, tmp_path, "vae", "config.json", scaling_factor=None)
+    with pytest.raises(DwmDataError, match="no scaling_factor"):
+        assert Base(folder).scaling_factor
 
 
 def test_a_folder_without_spiece_model_names_it(tiny_base, tmp_path):
@@ -217,11 +237,9 @@ def test_tiled_vae_keeps_the_released_geometry(tiny_base, tmp_path):
     tiled encode and decode keep the 60x90 latent grid and stay close to the untiled result."""
     from diffusers import AutoencoderKLCogVideoX
 
-    folder = tmp_path / "base"
-    shutil.copytree(tiny_base, folder)
-    _with_config(tiny_base, tmp_path, "vae", "config.json", sample_height=480, sample_width=720)
-    shutil.rmtree(folder / "vae")
-    (tmp_path / "vae").rename(folder / "vae")
+    folder = _base_with_config(
+        tiny_base, tmp_path, "vae", "config.json", sample_height=480, sample_width=720
+    )
     plain = AutoencoderKLCogVideoX.from_pretrained(folder / "vae").eval()
     tiled = Base(folder).vae
     assert tiled.use_tiling and tiled.use_slicing
