@@ -15,13 +15,21 @@ from cli.common import QuietOpt, RecipeOpt, SetOpt, console, load_recipe
 ShardsArg = Annotated[
     list[Path], typer.Argument(help="Run folders, folders of .tar shards, shards or globs.")
 ]
-BaseOpt = Annotated[
+TrainBaseOpt = Annotated[
     Path | None,
     typer.Option(
         "--base-model",
         help="Base model folder (diffusers layout, e.g. CogVideoX-Fun-V1.1-5b-InP as downloaded); "
         "default: the recipe's train.base_model, a path taken from the folder you run in "
         "(dwm recipe: models/CogVideoX-Fun-V1.1-5b-InP; tiny: a random CPU model).",
+    ),
+]
+BaseOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--base-model",
+        help="Base model folder (diffusers layout); default: the one the weights were trained on, "
+        "as the run recorded it (needed for weights that record none, e.g. the official release).",
     ),
 ]
 RunRecipeOpt = Annotated[
@@ -65,15 +73,14 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest checkpoint in OUT.")
     ] = False,
-    base_model: BaseOpt = None,
+    base_model: TrainBaseOpt = None,
     recipe: RecipeOpt = "dwm",
     set: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune the base model into a Dexterous World Model (LoRA + widened patch embedding).
 
-    Uses the latent cache next to the shards when `dwm-data encode` made one, else encodes on the fly.
-    Shards of longer or larger clips than the recipe's are sampled and resized on load (said once).
+    Uses the latent cache next to the shards when `dwm-data encode` made one, else encodes on the fly. Shards of longer or larger clips than the recipe's are windowed and resized on load, as a note says before the first step.
     """
     from dwm_model.train import train as run
 
@@ -91,7 +98,7 @@ def train(
 
 def encode(
     shards: ShardsArg,
-    base_model: BaseOpt = None,
+    base_model: TrainBaseOpt = None,
     recipe: RecipeOpt = "dwm",
     set: SetOpt = None,
 ) -> None:
@@ -191,9 +198,7 @@ def evaluate(
 ) -> None:
     """Generate every shard sample and score it against the recorded video.
 
-    The official metrics (PSNR over the whole clip, SSIM, LPIPS-VGG, DreamSim) on the mp4 files as
-    written and read back; LPIPS and DreamSim weights are local files named in the recipe's eval
-    section. Sizes and settings come from the run's recipe.json unless -r/--set say otherwise.
+    The official metrics (PSNR over the whole clip, SSIM, LPIPS-VGG, DreamSim) on the mp4 files as written and read back; LPIPS and DreamSim weights are local files named in the recipe's eval section (eval.lpips_backbone, eval.dreamsim_folder). Sizes and settings come from the run's recipe.json unless -r/--set say otherwise.
     """
     from rich.table import Table
 
