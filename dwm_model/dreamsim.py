@@ -34,7 +34,10 @@ TOWERS = (
 LORA = "ensemble_lora"
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 OPENAI_CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
-GET = "unzip dreamsim_ensemble_checkpoint.zip there (what dreamsim(cache_dir=...) downloads)"
+GET = (
+    "unzip DreamSim's dreamsim_ensemble_checkpoint.zip there and put DINO's "
+    "dino_vitbase16_pretrain.pth in its checkpoints/ (what dreamsim(cache_dir=...) downloads)"
+)
 
 
 def required_files(folder: Path) -> list[Path]:
