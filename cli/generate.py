@@ -12,13 +12,18 @@ from __future__ import annotations
 import inspect
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 from cli.common import OutArg, run_build, run_options
+from dwm_data.registry import SOURCES, Source
+
+if TYPE_CHECKING:  # pydantic is imported when a source's command is made, not for `--help`
+    from pydantic.fields import FieldInfo
+
+    from dwm_data.options import Cli
 
 BUILD_PANEL = "Build"
 
@@ -27,8 +32,6 @@ class Commands(TyperGroup):
     """The app's commands, with one per registered source first (the Build panel)."""
 
     def __init__(self, **kwargs: Any):
-        from dwm_data.registry import SOURCES
-
         super().__init__(**kwargs)
         lazy = {name: LazySourceCommand(source) for name, source in SOURCES.items()}
         self.commands = {**lazy, **self.commands}
@@ -37,18 +40,16 @@ class Commands(TyperGroup):
 class LazySourceCommand(TyperCommand):
     """A source's line in `dwm-data --help`; parsing its arguments makes the real command."""
 
-    def __init__(self, source: Any):
-        super().__init__(
-            source.name, help=inspect.cleandoc(source.help), rich_help_panel=BUILD_PANEL
-        )
+    def __init__(self, source: Source):
+        super().__init__(source.name, help=_help(source), rich_help_panel=BUILD_PANEL)
         self.source = source
 
-    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+    def make_context(self, info_name, args, parent=None, **extra) -> typer.Context:
         return source_command(self.source).make_context(info_name, args, parent=parent, **extra)
 
 
-def source_command(source: Any) -> click.Command:
-    """The full command of one registered source."""
+def source_command(source: Source) -> TyperCommand:
+    """The full command of one source: its arguments, OUT, its options, the run options."""
     from dwm_data.options import Cli
     from dwm_data.registry import load
 
@@ -84,17 +85,17 @@ def source_command(source: Any) -> click.Command:
     return typer.main.get_command(app)
 
 
-def _help(source: Any) -> str:
+def _help(source: Source) -> str:
     """The registry's help as paragraphs of one line each (rich help keeps single newlines)."""
     paragraphs = inspect.cleandoc(source.help).split("\n\n")
     return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
-def _traits(field: Any, cli: type) -> Any:
+def _traits(field: FieldInfo, cli: type[Cli]) -> Cli:
     return next((m for m in field.metadata if isinstance(m, cli)), cli())
 
 
-def _parameter(name: str, field: Any, traits: Any) -> inspect.Parameter:
+def _parameter(name: str, field: FieldInfo, traits: Cli) -> inspect.Parameter:
     """One field as a Typer parameter: its type, where it goes, its help, choices and bounds."""
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     annotation = field.annotation
@@ -128,24 +129,27 @@ def _optional(annotation: Any) -> bool:
     return type(None) in typing.get_args(annotation)
 
 
-def _bounds(field: Any) -> dict[str, Any]:
-    """`gt`/`ge`/`lt`/`le` constraints as a click range, so a bad count is a usage error."""
+def _bounds(field: FieldInfo) -> dict[str, Any]:
+    """`gt`/`ge`/`lt`/`le` constraints as Typer's `min`/`max`, so a bad count is a usage error.
+
+    Typer's bounds are closed: an open bound of an integer moves by one; of a float it stays,
+    and the options model itself refuses the bound value (one line, exit 2)."""
     limits = {
         key: getattr(m, key)
         for m in field.metadata
         for key in ("gt", "ge", "lt", "le")
         if getattr(m, key, None) is not None
     }
-    if not limits:
-        return {}
-    low, high = limits.get("gt", limits.get("ge")), limits.get("lt", limits.get("le"))
-    number = click.IntRange if field.annotation is int else click.FloatRange
-    return {
-        "click_type": number(low, high, min_open="gt" in limits, max_open="lt" in limits),
-    }
+    step = 1 if field.annotation is int else 0
+    bounds = {}
+    if "ge" in limits or "gt" in limits:
+        bounds["min"] = limits["ge"] if "ge" in limits else limits["gt"] + step
+    if "le" in limits or "lt" in limits:
+        bounds["max"] = limits["le"] if "le" in limits else limits["lt"] - step
+    return bounds
 
 
-def _value(value: Any, field: Any, traits: Any, out: Path) -> Any:
+def _value(value: Any, field: FieldInfo, traits: Cli, out: Path) -> Any:
     """What the options model stores: resolved paths as text, OUT/<name> for run folders."""
     if traits.out:
         return str((out / traits.out).resolve())

@@ -2,13 +2,15 @@ import os
 import subprocess
 import sys
 import typing
+from typing import Annotated, Literal
 
 import pytest
+from pydantic import Field
 
 from dwm_data.builder import builder_class
 from dwm_data.errors import MissingExtraError
 from dwm_data.extras import require
-from dwm_data.options import Cli
+from dwm_data.options import BuilderOptions, Cli
 from dwm_data.registry import SOURCES, load
 
 HEAVY = (
@@ -187,6 +189,50 @@ def test_cli_options_become_the_builders_options(tmp_path, monkeypatch):
     assert options["splats"] == str(tmp_path / "out" / "splats") and options["starts"] == ["2s"]
     assert run["workers"] == 3 and run["retry_failed"] is False
     load(SOURCES[name].options).model_validate(options)
+
+
+class Bounded(BuilderOptions):
+    """Options with what the sources' models do not all use yet: bounds and a True flag."""
+
+    source: Annotated[str, Cli(argument=True, path=True)] = Field(description="Input.")
+    count: int = Field(4, gt=0, le=8, description="Clips per input.")
+    scale: float = Field(1.0, gt=0, description="Scale of the input.")
+    mode: Literal["fast", "exact"] | None = Field(None, description="How.")
+    denoise: bool = Field(True, description="Denoise the frames.")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--count", "0"], 2, "Invalid value for '--count'"),
+        (["--count", "9"], 2, "Invalid value for '--count'"),
+        (["--scale", "-1"], 2, "Invalid value for '--scale'"),
+        (["--mode", "slow"], 2, "'slow' is not one of 'fast', 'exact'"),
+        (["--count", "8", "--scale", "0.5", "--mode", "exact", "--no-denoise"], 0, ""),
+    ],
+)
+def test_bounds_choices_and_flags_of_an_options_model(tmp_path, monkeypatch, args, code, message):
+    import typer
+
+    import cli.generate
+    from cli.generate import source_command
+    from dwm_data.registry import Source
+
+    runs = []
+    monkeypatch.setattr(cli.generate, "run_build", lambda *a, **k: runs.append(a))
+    source = Source("bounded", "Test.", builder="-", options=f"{__name__}:Bounded")
+    command = source_command(source)
+    try:
+        command.main(["in", str(tmp_path / "out"), *args], standalone_mode=False)
+        exit_code, text = 0, ""
+    except typer.TyperException as exc:  # a usage error, as main() prints it
+        exit_code, text = exc.exit_code, exc.format_message()
+    assert exit_code == code and message in text, text
+    if code == 0:
+        ((_, options, *_),) = runs
+        assert options["count"] == 8 and options["scale"] == 0.5 and options["mode"] == "exact"
+        assert options["denoise"] is False
+        Bounded.model_validate(options)
 
 
 @pytest.mark.slow
