@@ -13,7 +13,9 @@ torch = pytest.importorskip("torch")
 
 from dwm_data.aria.synthetic import GROUND_TRUTH, SyntheticSpec, write_synthetic_capture  # noqa: E402
 from dwm_data.builder import UnitContext, make_builder  # noqa: E402
+from dwm_data.dwm_layout.exporter import export_dwm  # noqa: E402
 from dwm_data.errors import UnitError  # noqa: E402
+from dwm_data.store import ShardWriter  # noqa: E402
 
 # Tiny and quick: enough to reach every failure, too coarse to score a reconstruction.
 ROUGH = SyntheticSpec(
@@ -155,6 +157,14 @@ def test_static_video_matches_ground_truth(tmp_path, tiny_recipe):
     (sample,) = _process(capture, tiny_recipe, tmp_path, splats=str(tmp_path / "splats"))
 
     assert sample.key == "aria-room-00000"
+    writer = ShardWriter(
+        tmp_path / "run" / "shards", tmp_path / "run" / "manifests", "t", 0, 9, 10**9
+    )
+    writer.add_unit("u", [sample])
+    writer.close()
+    export_dwm(tmp_path / "run", tmp_path / "out")  # the released real-world layout
+    listed = (tmp_path / "out" / "realworld_train.txt").read_text().splitlines()
+    assert listed == ["realworld/realworld_dynamic/videos/room_00000.mp4"]
     assert (tmp_path / "splats" / "room.ply").exists()
     meta = sample.meta
     assert meta["hands"] == {"representation": "skeleton", "backend": "aria-mps"}

@@ -382,6 +382,24 @@ def test_compositor_is_off_for_the_interaction_pass_only(rendered):
             assert magenta[box].all() if painted else not magenta[box].any()
 
 
+def test_export_puts_clips_where_the_official_lists_do(rendered, tmp_path):
+    from dwm_data.dwm_layout.exporter import export_dwm
+    from dwm_data.store import ShardWriter
+
+    _, samples, _ = rendered
+    writer = ShardWriter(
+        tmp_path / "run" / "shards", tmp_path / "run" / "manifests", "t", 0, 99, 10**9
+    )
+    writer.add_unit("u", samples)
+    writer.close()
+    export_dwm(tmp_path / "run", tmp_path / "out", split="test")
+    folder = f"trumans/ego_render_fov90/{mini.SCENE}/{REC}"
+    listed = (tmp_path / "out" / "trumans_test.txt").read_text().splitlines()
+    assert listed == [f"{folder}/videos/{i:05d}.mp4" for i in range(len(samples))]
+    for sub in ("videos_static", "videos_hands"):
+        assert (tmp_path / "out" / folder / sub / "00000.mp4").is_file()
+
+
 def test_a_set_without_the_actor_is_skipped(rendered, tmp_path):
     root, _, _ = rendered
     assert run_unit(root / "release", mini.NO_ACTOR_SET, tmp_path / "skip") == []
