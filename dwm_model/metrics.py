@@ -39,32 +39,39 @@ def _unit(frames: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def _pair(a: np.ndarray, b: np.ndarray):
+def chunks(a: np.ndarray, b: np.ndarray, frames: int = 8):
+    """Both clips as (n, 3, H, W) float pairs in [0, 1], `frames` at a time: a 49-frame clip at
+    720x480 as one float batch would take gigabytes in SSIM's intermediates."""
     if a.shape != b.shape or a.ndim != 4 or a.shape[-1] != 3:
         raise DwmDataError(
             f"videos to compare must be the same (F, H, W, 3); got {a.shape}, {b.shape}"
         )
-    return _unit(a), _unit(b)
+    for i in range(0, len(a), frames):
+        yield _unit(a[i : i + frames]), _unit(b[i : i + frames])
+
+
+def _accumulate(metric, a: np.ndarray, b: np.ndarray) -> float:
+    """A torchmetrics metric over a clip in chunks; its state sums over them, so the result is
+    the one of the whole clip at once."""
+    for x, y in chunks(a, b):
+        metric.update(x, y)
+    return float(metric.compute())
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of the whole clip (one pooled MSE); identical clips give inf."""
     from torchmetrics.image import PeakSignalNoiseRatio
 
-    x, y = _pair(a, b)
-    return float(PeakSignalNoiseRatio(data_range=1.0)(x, y))
+    return _accumulate(PeakSignalNoiseRatio(data_range=1.0), a, b)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Gaussian-window SSIM, the mean over all frames."""
     from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-    x, y = _pair(a, b)
-    if min(x.shape[-2:]) < 11:
-        raise DwmDataError(
-            f"frames of {x.shape[-1]}x{x.shape[-2]} are smaller than the SSIM window"
-        )
-    return float(StructuralSimilarityIndexMeasure(data_range=1.0)(x, y))
+    if a.ndim == 4 and min(a.shape[1:3]) < 11:
+        raise DwmDataError(f"frames of {a.shape[2]}x{a.shape[1]} are smaller than the SSIM window")
+    return _accumulate(StructuralSimilarityIndexMeasure(data_range=1.0), a, b)
 
 
 def vgg16_features():
@@ -139,14 +146,14 @@ class Lpips:
         self.model = model.to(device).eval().requires_grad_(False)
         self.device = device
 
-    def __call__(self, a: np.ndarray, b: np.ndarray, batch: int = 8) -> float:
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> float:
+        """The mean over frames; lpips takes [-1, 1]."""
         import torch
 
-        x, y = _pair(a, b)
         scores = []
         with torch.no_grad():
-            for i in range(0, len(x), batch):
-                pair = (t[i : i + batch].to(self.device) * 2 - 1 for t in (x, y))
+            for x, y in chunks(a, b):
+                pair = (t.to(self.device) * 2 - 1 for t in (x, y))
                 scores.append(self.model(*pair).flatten().cpu())
         return float(torch.cat(scores).mean())
 
@@ -165,9 +172,12 @@ class Scorer:
         self.missing: dict[str, str] = {}
         self.models: dict[str, Any] = {}
         require("torchmetrics", "eval")
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
         for name, load in (
-            ("lpips", lambda: Lpips(lpips_backbone)),
-            ("dreamsim", lambda: _dreamsim(dreamsim_folder)),
+            ("lpips", lambda: Lpips(lpips_backbone, device)),
+            ("dreamsim", lambda: _dreamsim(dreamsim_folder, device)),
         ):
             if name not in self.names:
                 continue
@@ -184,7 +194,7 @@ class Scorer:
         }
 
 
-def _dreamsim(folder: Path):
+def _dreamsim(folder: Path, device: str):
     from dwm_model.dreamsim import DreamSim
 
-    return DreamSim(folder)
+    return DreamSim(folder, device)
