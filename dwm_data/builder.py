@@ -94,6 +94,8 @@ def builder_class(name: str) -> type[Builder]:
 
 
 def make_builder(name: str, recipe: Recipe, options: dict[str, Any] | BuilderOptions) -> Builder:
+    """The builder with its options checked: a wrong one is one line naming it (and, for a
+    typo, the options there are), never a traceback."""
     from pydantic import ValidationError
 
     cls = builder_class(name)
@@ -102,7 +104,11 @@ def make_builder(name: str, recipe: Recipe, options: dict[str, Any] | BuilderOpt
             options if isinstance(options, BuilderOptions) else cls.Options.model_validate(options)
         )
     except ValidationError as exc:
-        error = exc.errors()[0]
+        errors = exc.errors()  # a typo first: it explains the "missing" option that goes with it
+        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         where = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(cls.Options.model_fields)
+            raise DwmDataError(f"{name}: unknown option '{where}' (allowed: {allowed})") from exc
         raise DwmDataError(f"{name}: option {where}: {error['msg']}") from exc
     return cls(recipe, opts)

@@ -96,3 +96,16 @@ def test_builder_sections_are_typed_by_their_owner(tmp_path):
     assert recipe.section("taste", TasteKnobs).hfov_deg == 75
     assert load_recipe("tiny").section("taste", TasteKnobs).hfov_deg == 60
     assert recipe.dump()["taste"] == {"hfov_deg": 75}
+
+
+def test_builder_options_are_checked_in_one_line(tiny_recipe):
+    from dwm_data.builder import make_builder
+
+    with pytest.raises(DwmDataError) as info:
+        make_builder("import-dwm", tiny_recipe, {"sourse": "x"})
+    assert str(info.value) == (
+        "import-dwm: unknown option 'sourse' (allowed: source, data_root, license, "
+        "allow_missing_prompt)"
+    )
+    with pytest.raises(DwmDataError, match="render-trumans: option body: Input should be"):
+        make_builder("render-trumans", tiny_recipe, {"root": "x", "body": "foo"})
