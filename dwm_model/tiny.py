@@ -4,11 +4,13 @@ It has the same classes and the same 33-channel InP input as the released model,
 layers, 2 heads of 32, an 8-channel VAE, a one-layer T5), so the whole path (widening, LoRA,
 training, sampling) runs on 2 CPU cores through the loader the 5B model uses. What a download looks
 like is reproduced, not what our loader happens to read: each config.json carries the released
-file's keys and only those (the transformer's `add_noise_in_inpaint_model` included), the
-transformer and text-encoder weights are sharded with an index, and the tokenizer folder is T5's
-SentencePiece form only (`spiece.model`, no `tokenizer.json`), trained here as T5's was (unigram,
-`<pad>` 0, `</s>` 1, `<unk>` 2, 100 sentinels above the pieces). The key sets follow THUDM/CogVideoX-5b's
-files (diffusers layout), which the Fun release reuses.
+file's keys and only those (the transformer's `add_noise_in_inpaint_model` included), the text
+encoder's weights are sharded with an index (`model-0000N-of-0000M.safetensors`) while the
+transformer's and the VAE's are one file each, and the tokenizer folder is T5's SentencePiece form
+only (`spiece.model`, `tokenizer_config.json`, `special_tokens_map.json`, `added_tokens.json`; no
+`tokenizer.json`), trained here as T5's was (unigram, `<pad>` 0, `</s>` 1, `<unk>` 2, 100 sentinels
+above the pieces). The key sets follow THUDM/CogVideoX-5b's files (diffusers layout), which the Fun
+release reuses.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ INP_CHANNELS = 33  # noisy 16 | mask 1 | masked video 16, as the released InP mo
 EXTRA_IDS = 100
 PIECES = 96  # sentencepiece vocabulary (T5: 32000); the corpus below allows about 100
 DIFFUSERS_VERSION = "0.31.0.dev0"
-SHARD = "40KB"  # the text encoder in two files, the transformer in a dozen
+SHARD = "40KB"  # the text encoder in two files, as the release's 9.5 GB in two
 
 TRANSFORMER_KEYS = (
     "activation_fn", "add_noise_in_inpaint_model", "attention_bias", "attention_head_dim",
@@ -204,7 +206,7 @@ def create_tiny_base(folder: Path, width: int, height: int, frames: int, seed: i
         max_text_seq_length=TEXT_LENGTH,
         use_rotary_positional_embeddings=True,
     )
-    transformer.save_pretrained(folder / "transformer", max_shard_size=SHARD)
+    transformer.save_pretrained(folder / "transformer")
     _released_keys(folder / "transformer", TRANSFORMER_KEYS, add_noise_in_inpaint_model=True)
     vae = diffusers.AutoencoderKLCogVideoX(
         down_block_types=("CogVideoXDownBlock3D",) * 4,
