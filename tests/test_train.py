@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_model import FRAMES, HEIGHT, WIDTH, shard_dir, tiny_base, write_shard  # noqa: F401
@@ -356,3 +357,38 @@ def test_prefetch_keeps_order_raises_loader_errors_and_ends_with_its_consumer():
     stream.close()
     time.sleep(0.5)
     assert not [t for t in threading.enumerate() if t.name == "dwm-prefetch"]
+
+
+@pytest.mark.slow
+def test_official_size_shards_train_under_the_tiny_recipe(shared_data, tmp_path, model_cache):
+    """The issue's case: the official clips imported with the dwm recipe (49 frames, 720x480),
+    trained with -r tiny (9 frames, 64x48): one line up front, then steps on every fifth frame
+    letterboxed to 64x48, nothing skipped."""
+    from PIL import Image
+
+    from dwm_data.build import build
+    from dwm_data.store import shard_paths
+    from dwm_data.video import decode
+
+    source = shared_data("dwm_realworld/realworld_dynamic")
+    options = {"source": str(source), "license": "see LICENSE"}
+    build("import-dwm", options, load_recipe("dwm"), tmp_path / "data", progress=False)
+    shards = shard_paths(tmp_path / "data")
+    recipe = load_recipe("tiny", ["train.max_steps=2", "train.checkpoint_every=2"])
+    notes: list[str] = []
+    result = train(shards, tmp_path / "run", recipe, progress=False, notify=notes.append)
+    assert len(notes) == 1 and notes[0].endswith(
+        "holds clips of 49 frames at 720x480, the recipe wants 9 frames at 64x48: training on "
+        "9 frames one in 5 from the first, fitted to 64x48 on load (re-import the shards with "
+        "this recipe to save that work)"
+    )
+    assert result.position.step == 2 and result.position.skipped == 0
+
+    stage = video_decoder(FRAMES, WIDTH, HEIGHT)
+    batch = next(iter(make_loader([str(shards[0])], stage, 1, train=False)))
+    stem = batch["key"][0][-5:]  # the official file's stem, e.g. dwm-00013
+    original = decode(source / "videos" / f"{stem}.mp4")
+    loaded = ((batch["video"][0, :, 1].permute(1, 2, 0) + 1) * 127.5).numpy()
+    fitted = np.asarray(Image.fromarray(original[5]).resize((64, 43), Image.Resampling.BILINEAR))
+    assert loaded[:2].max() < 1 and loaded[45:].max() < 1  # letterbox bars, 43 rows of picture
+    assert np.abs(loaded[2:45] - fitted).mean() < 8
