@@ -67,7 +67,9 @@ def run_demo(out: Path, recipe_name: str, console: Any, progress: bool = True) -
         console.rule(name)
         started = time.time()
         try:
-            rows = load(consumer.demo)(shard_dirs, out / name, recipe_name)
+            # its progress bar stays on stdout; library warnings (diffusers) go to its log
+            with output_to(out / name / "log.txt", fds=(2,)):
+                rows = load(consumer.demo)(shard_dirs, out / name, recipe_name)
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             console.print(f"[red]{name} failed:[/red] {first}")
