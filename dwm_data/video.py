@@ -134,11 +134,7 @@ def _demux(source: Source) -> tuple[VideoInfo, FrameTimes]:
             raise VideoError(f"no video stream in {_name(source)}", "video-read")
         stream = container.streams.video[0]
         try:
-            packets = [
-                (p.pts, p.duration or 0)
-                for p in container.demux(stream)
-                if p.size and p.pts is not None
-            ]
+            packets = [(p.pts, p.duration or 0) for p in container.demux(stream) if p.size]
         except av.FFmpegError as exc:
             raise VideoError(f"corrupt video {_name(source)}: {exc}", "video-read") from exc
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -150,12 +146,25 @@ def _demux(source: Source) -> tuple[VideoInfo, FrameTimes]:
             codec=stream.codec_context.name,
             pix_fmt=stream.codec_context.pix_fmt or "",
         )
-        base = Fraction(stream.time_base)
-        start = _round(Fraction(container.start_time or 0, 1_000_000) / base)
-    packets.sort()
-    times = [(pts - start) * base for pts, _ in packets]
-    end = times[-1] + packets[-1][1] * base if packets else Fraction(0)
-    return info, FrameTimes(times, end)
+        base = Fraction(stream.time_base) if stream.time_base else None
+        start = Fraction(container.start_time or 0, 1_000_000)
+    return info, _times(packets, base, start, info.fps)
+
+
+def _times(
+    packets: list[tuple[int | None, int]], base: Fraction | None, start: Fraction, fps: Fraction
+) -> FrameTimes:
+    """Presentation times from packet timestamps; a stream without them (raw H.264) is timed
+    by its frame rate, as ffmpeg does, and so is a last frame without a duration."""
+    period = 1 / fps if fps > 0 else Fraction(0)
+    if base is None or any(pts is None for pts, _ in packets):
+        return FrameTimes([i * period for i in range(len(packets))], len(packets) * period)
+    offset = _round(start / base)
+    packets = sorted(packets)
+    times = [(pts - offset) * base for pts, _ in packets]
+    if not times:
+        return FrameTimes([], Fraction(0))
+    return FrameTimes(times, times[-1] + (packets[-1][1] * base or period))
 
 
 def _round(value: Fraction) -> int:

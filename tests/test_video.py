@@ -64,8 +64,9 @@ def test_decode_checks_the_frame_count():
         decode(encode(frames(9), 8, Codec(preset="ultrafast")), expected_frames=49)
 
 
-def libavfilter_fps_picks(source, fps) -> list[int]:
-    """The source frames libavfilter's own `fps` filter outputs (buffer -> fps -> buffersink)."""
+def libavfilter_fps_picks(source, fps, stamp_by_rate: bool = False) -> list[int]:
+    """The source frames libavfilter's own `fps` filter outputs (buffer -> fps -> buffersink);
+    `stamp_by_rate` times frames as ffmpeg's command line does for a stream without timestamps."""
     import av
     import av.filter
 
@@ -89,6 +90,8 @@ def libavfilter_fps_picks(source, fps) -> list[int]:
 
         for index, frame in enumerate(container.decode(stream)):
             frame.opaque = index  # travels with the frame through the filter
+            if stamp_by_rate:
+                frame.pts = int(index / stream.average_rate / stream.time_base)
             graph.push(frame)
             drain()
         graph.push(None)
@@ -155,6 +158,22 @@ def test_select_frames_matches_libavfilter_fps_on_a_variable_rate_clip(tmp_path)
     reference = libavfilter_fps_picks(tmp_path / "vfr.mp4", 8)
     assert len(set(reference)) < len(reference)  # gaps make the filter repeat frames
     assert ours(tmp_path / "vfr.mp4", 8) == reference
+
+
+def test_a_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path):
+    import av
+
+    path = tmp_path / "raw.h264"
+    with av.open(str(path), "w", format="h264") as container:  # raw H.264: no timestamps
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        for _ in range(30):
+            frame = av.VideoFrame.from_ndarray(np.zeros((24, 32, 3), np.uint8), "rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    assert probe(path).frames == 30
+    assert frame_times(path).times[:3] == [0, Fraction(1, 25), Fraction(2, 25)]
+    assert ours(path, 8) == libavfilter_fps_picks(path, 8, stamp_by_rate=True)
 
 
 def test_too_short_clip_is_an_error_not_a_short_clip():
