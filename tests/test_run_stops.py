@@ -145,19 +145,28 @@ def test_twenty_sigkills_of_the_whole_run_condemn_no_unit(tmp_path):
     assert not list((out / "deaths").glob("*.jsonl"))  # no living supervisor saw a death
 
 
+STOPS = {
+    # Ctrl-C: the terminal signals the foreground process group; resumed on more workers
+    "ctrl-c": (signal.SIGINT, True, ["--workers", "1"], ["--workers", "2"]),
+    # `kill PID` or a batch system's SIGTERM to the driver of a Ray run; resumed locally
+    "sigterm-ray": (signal.SIGTERM, False, ["--workers", "2", "--executor", "ray"], []),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
-def test_a_stopped_run_keeps_what_is_complete_and_resumes_elsewhere(tmp_path, sig):
-    """Ctrl-C (SIGINT to the foreground group) or SIGTERM mid-run: exit 3, the finished units
-    kept, `status` says stopped; the resume, on another worker count or executor, redoes none."""
-    if sig == signal.SIGTERM:
+@pytest.mark.parametrize("how", list(STOPS))
+def test_a_stopped_run_keeps_what_is_complete_and_resumes_elsewhere(tmp_path, how):
+    """Stopped mid-run: exit 3, every finished unit kept, `status` says stopped; the resume, on
+    another worker count or executor, redoes none of them."""
+    sig, to_group, first, resume = STOPS[how]
+    if "ray" in first:
         pytest.importorskip("ray")
     source = real_clips_folder(tmp_path / "clips")
     out = tmp_path / "run"
-    driver = start(source, out, "--workers", "1")
+    driver = start(source, out, *first)
     assert wait_for(lambda: sum(processed(out).values()) >= 3)
-    os.killpg(driver.pid, sig)
-    code, output = finish(driver, timeout=60)
+    (os.killpg if to_group else os.kill)(driver.pid, sig)
+    code, output = finish(driver, timeout=90)
     assert code == 3, output
     assert "stopped" in output and "re-run the same command" in output.lower()
     kept = processed(out)
@@ -171,7 +180,6 @@ def test_a_stopped_run_keeps_what_is_complete_and_resumes_elsewhere(tmp_path, si
         text=True,
     ).stdout
     assert f"{status.done} done" in shown and "stopped" in shown and "running for" not in shown
-    resume = ["--workers", "2"] if sig == signal.SIGINT else ["--workers", "2", "--executor", "ray"]
     code, output = finish(start(source, out, *resume))
     assert code == 0, output
     assert_complete(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from dwm_data.executors.base import Executor, Poll
 from dwm_data.executors.supervise import STOP_GRACE, supervise
 from dwm_data.extras import require
 from dwm_data.recipe import RunConfig, parse_size
+from dwm_data.runs import records
+from dwm_data.runs.folder import RunFolder
 
 
 def _attempt(root: str, task: int, config: dict, retry_failed: bool) -> bool:
@@ -31,6 +34,16 @@ def _keep_stop_signals(stop: threading.Event) -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, frame: stop.set())
+
+
+def _wait_stopped(folder: RunFolder, tasks: set[int]) -> None:
+    """Wait until the stopped workers have closed their shards (their running files go), which
+    Ray's own wait does not tell: a cancelled task's ref is ready at once."""
+    deadline = time.time() + STOP_GRACE + 5
+    while time.time() < deadline and any(
+        records.read_running(folder, t).get("alive") for t in tasks
+    ):
+        time.sleep(0.2)
 
 
 class RayExecutor(Executor):
@@ -80,10 +93,10 @@ class RayExecutor(Executor):
                         if lost[task] <= self.config.restarts:
                             pending[submit(task)] = task
                 poll(set(pending.values()))
-            if pending:  # stop requested
+            if pending:  # stop requested: a KeyboardInterrupt in each wrapper stops its worker
                 for ref in pending:
                     ray.cancel(ref, force=False)
-                ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE + 5)
+                _wait_stopped(RunFolder(root), set(pending.values()))
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
