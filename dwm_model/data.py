@@ -3,9 +3,10 @@
 Training streams `resampled=True` shards (each rank and worker draws its own shards with
 replacement, seeded by rank and worker) with no node splitter and a fixed number of batches per
 worker, so uneven shard counts can never starve one rank and hang an all-reduce. Evaluation and
-encoding read every shard once, split by node and worker. A broken sample (corrupt video, missing
-member, wrong size) is skipped and counted: the count rides on the next good sample, so it reaches
-the trainer from any worker process.
+encoding read every shard once, split by node and worker. Clips longer or larger than the
+recipe's are windowed and resized on load. A broken sample (corrupt video, missing member, fewer
+frames than the recipe) is skipped and counted: the count rides on the next good sample, so it
+reaches the trainer from any worker process.
 """
 
 from __future__ import annotations
