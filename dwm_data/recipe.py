@@ -13,10 +13,10 @@ from __future__ import annotations
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dwm_data import registry
 from dwm_data.errors import DwmDataError
@@ -73,10 +73,6 @@ class CodecConfig(Strict):
     def to_codec(self) -> Codec:
         return Codec(self.codec, self.crf, self.preset, self.pix_fmt, self.gop, self.bframes)
 
-    def over(self, base: CodecConfig) -> CodecConfig:
-        """`base` with the keys this one sets: a source's section names only what differs."""
-        return base.model_copy(update={key: getattr(self, key) for key in self.model_fields_set})
-
 
 class SourceCodecs(Strict):
     """How one source's official data was encoded, over the shared settings."""
@@ -98,13 +94,33 @@ class CodecsConfig(Strict):
     taste: SourceCodecs = SourceCodecs()
     aria: SourceCodecs = SourceCodecs()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_over_shared(cls, data: Any) -> Any:
+        """A source's section names only what differs; the rest comes from the shared settings,
+        filled in here, on load, so the recipe a run saves (and its workers read) holds them whole."""
+        if not isinstance(data, dict):
+            return data
+        shared = {}
+        for name in SourceCodecs.model_fields:
+            given = data.get(name) or {}
+            default = cls.model_fields[name].default.model_dump()
+            shared[name] = {**default, **given} if isinstance(given, dict) else given
+        filled = dict(data)
+        for source in get_args(OfficialSource):
+            own = data.get(source) or {}
+            if isinstance(own, dict):
+                filled[source] = own | {
+                    name: {**base, **own.get(name, {})}
+                    for name, base in shared.items()
+                    if isinstance(base, dict) and isinstance(own.get(name, {}), dict)
+                }
+        return filled
+
     def to_codecs(self, source: OfficialSource | None = None) -> dict[str, Codec]:
         """Per video, the shared settings, or those of `source`'s official data."""
-        shared = {name: getattr(self, name) for name in ("video", "static", "hand")}
-        if source is not None:
-            own = getattr(self, source)
-            shared = {name: getattr(own, name).over(config) for name, config in shared.items()}
-        return {name: config.to_codec() for name, config in shared.items()}
+        configs = getattr(self, source) if source else self
+        return {name: getattr(configs, name).to_codec() for name in SourceCodecs.model_fields}
 
 
 class ShardConfig(Strict):

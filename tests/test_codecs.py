@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dwm_data.errors import DwmDataError
-from dwm_data.recipe import load_recipe
+from dwm_data.recipe import Recipe, load_recipe
 from dwm_data.video import encode, probe, x264_options
 
 # Settings that follow the machine (thread counts), not the encoder settings.
@@ -80,6 +80,8 @@ def test_sources_take_the_official_settings_over_the_shared_ones():
     tiny = load_recipe("tiny").codecs
     assert tiny.to_codecs("taste")["video"].preset == "ultrafast"
     assert tiny.to_codecs("trumans")["static"].preset == "superfast"
+    # resolved on load: the recipe a run saves for its workers says the same
+    assert Recipe.model_validate(load_recipe("tiny").dump()).codecs == tiny
     # yuv444p hands stay an option
     chosen = load_recipe("dwm", ["codecs.taste.hand.pix_fmt=yuv444p"]).codecs
     assert chosen.to_codecs("taste")["hand"].pix_fmt == "yuv444p"

@@ -12,7 +12,7 @@ from dwm_data.dwm_layout.synthetic import write_synthetic_layout
 from dwm_data.errors import DwmDataError
 from dwm_data.recipe import load_recipe
 from dwm_data.sample import make_sample
-from dwm_data.store import ShardWriter
+from dwm_data.store import ShardWriter, read_samples
 
 SUBDIRS = ("videos", "videos_static", "videos_hands", "prompts_rewrite")
 
@@ -23,15 +23,16 @@ def official_lines(shared_data, name: str, count: int) -> list[str]:
     return [lines[i] for i in np.linspace(0, len(lines) - 1, count).astype(int)]
 
 
-def write_listed(root: Path, lines: list[str]) -> None:
-    """Triplets at the listed paths, already in the tiny recipe's format (stored as they are)."""
+def write_listed(root: Path, lines: list[str], frames: int = 9, fps: int = 8) -> None:
+    """Triplets at the listed paths, by default already in the tiny recipe's format (stored as
+    they are)."""
     by_folder: dict[str, list[str]] = {}
     for line in lines:
         video = Path(line)
         by_folder.setdefault(video.parent.parent.as_posix(), []).append(video.stem)
     for folder, stems in by_folder.items():
         write_synthetic_layout(
-            root, len(stems), 9, 64, 48, 8, scene=folder, recording=".", stems=stems
+            root, len(stems), frames, 64, 48, fps, scene=folder, recording=".", stems=stems
         )
 
 
@@ -52,6 +53,26 @@ def test_official_split_list_round_trips(shared_data, tmp_path, listing):
                 relative = relative.removesuffix(".mp4") + ".txt"
             exported = tmp_path / "out" / relative
             assert exported.read_bytes() == (tmp_path / "data" / relative).read_bytes()
+
+
+def test_re_encoded_imports_take_their_sources_official_codecs(shared_data, tmp_path):
+    lines = [*official_lines(shared_data, "trumans_test", 1)]
+    lines += official_lines(shared_data, "taste_rob_test", 1)
+    write_listed(tmp_path / "data", lines, frames=20, fps=16)  # 16 fps: resampled, re-encoded
+    (tmp_path / "list.txt").write_text("\n".join(lines))
+    options = {"source": str(tmp_path / "list.txt"), "data_root": str(tmp_path / "data")}
+    build("import-dwm", options, load_recipe("tiny"), tmp_path / "run", progress=False)
+    codecs = {
+        s.meta["layout"]["dir"].split("/")[0]: s.meta["codecs"]
+        for s in read_samples(tmp_path / "run")
+    }
+    assert codecs["trumans"]["hand"]["crf"] == 18 and codecs["trumans"]["static"]["gop"] == 18
+    assert codecs["taste_rob"]["hand"] == {
+        "codec": "h264",
+        "pix_fmt": "yuv420p",
+        "crf": 23,
+        "preset": "ultrafast",  # the tiny recipe's speed setting
+    }
 
 
 def test_real_world_examples_round_trip_through_a_list(shared_data, tmp_path):

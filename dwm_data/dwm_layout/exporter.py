@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dwm_data import __version__
-from dwm_data.dwm_layout import SUBDIRS
+from dwm_data.dwm_layout import OFFICIAL_ROOTS, SUBDIRS
 from dwm_data.errors import DwmDataError
 from dwm_data.sample import Sample
 from dwm_data.store import read_samples
 
 MARKER = ".dwm-export.json"
-LIST_ROOTS = ("trumans", "taste_rob", "realworld")  # the official data root's top folders
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def place(sample: Sample, split: str) -> Place:
             layout = meta["layout"]
             folder = Path(layout["dir"]).as_posix()
             top = folder.split("/")[0]
-            listed = layout.get("list") or f"{top if top in LIST_ROOTS else 'dwm'}_{split}"
+            listed = layout.get("list") or f"{top if top in OFFICIAL_ROOTS else 'dwm'}_{split}"
             return Place(folder, layout["stem"], listed, layout.get("line"))
     except KeyError as exc:
         raise DwmDataError(

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from dwm_data.builder import Builder, UnitContext, WorkUnit
-from dwm_data.dwm_layout import PROMPT_DIRS, SUBDIRS
+from dwm_data.dwm_layout import OFFICIAL_ROOTS, PROMPT_DIRS, SUBDIRS
 from dwm_data.dwm_layout.options import ImportOptions
 from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.sample import Sample, make_key, make_sample
@@ -129,7 +129,7 @@ class ImportBuilder(Builder):
             make_key("dwm", *parts, stem),
             frames,
             video_cfg.rate,
-            self.recipe.codecs.to_codecs(),
+            self.recipe.codecs.to_codecs(OFFICIAL_ROOTS.get(parts[0]) if parts else None),
             prompt,
             meta,
             encoded=encoded,
