@@ -94,8 +94,15 @@ def test_lpips_is_lpips_own_vgg_model_with_its_shipped_heads(vgg_file, clips):
         map_location="cpu",
         weights_only=True,
     )
+    vendored = torch.load(  # the same heads torchmetrics vendors for its LPIPS
+        importlib.resources.files("torchmetrics") / "functional/image/lpips_models/vgg.pth",
+        map_location="cpu",
+        weights_only=True,
+    )
+    assert heads.keys() == vendored.keys()
     for name, value in heads.items():
         assert torch.equal(metric.model.state_dict()[name], value)
+        assert torch.equal(vendored[name], value)
     backbone = torch.load(vgg_file, weights_only=True)
     assert torch.equal(
         metric.model.net.state_dict()["slice3.10.weight"], backbone["features.10.weight"]
