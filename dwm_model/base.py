@@ -34,9 +34,7 @@ NO_SHIFT = 1.0
 
 def check_base_folder(folder: Path) -> None:
     """One clear line naming the missing part, before anything heavy is imported."""
-    missing = [
-        f"{part}/{name}" for part, name in PARTS.items() if not (folder / part / name).is_file()
-    ]
+    missing = _missing(folder)
     if missing:
         raise MissingAssetError(
             f"base model ({', '.join(missing)})",
@@ -46,8 +44,10 @@ def check_base_folder(folder: Path) -> None:
         )
 
 
-def _complete(folder: Path) -> bool:
-    return all((folder / part / name).is_file() for part, name in PARTS.items())
+def _missing(folder: Path) -> list[str]:
+    return [
+        f"{part}/{name}" for part, name in PARTS.items() if not (folder / part / name).is_file()
+    ]
 
 
 class Base:
@@ -136,41 +136,40 @@ class Base:
 def load_scheduler(folder: Path):
     """The scheduler class the file names, checked against the schedule the base model needs:
     v-prediction, and the file's SNR shift (none when the file has no such key)."""
+    import inspect
+
     diffusers = require("diffusers", "train")
     config = json.loads((folder / "scheduler_config.json").read_text())
     name = config.get("_class_name", "")
     cls = getattr(diffusers, name, None)
     if not isinstance(cls, type) or not issubclass(cls, diffusers.SchedulerMixin):
         raise DwmDataError(f"{folder}/scheduler_config.json names no diffusers scheduler: {name!r}")
+    defaults = {key: p.default for key, p in inspect.signature(cls.__init__).parameters.items()}
     overrides = {}
     if "prediction_type" not in config:
         overrides["prediction_type"] = PREDICTION_TYPE
         log.warning(
-            "%s/scheduler_config.json has no prediction_type: using %s (the class default is %s)",
-            folder, PREDICTION_TYPE, cls().config.prediction_type,
+            "%s/scheduler_config.json has no prediction_type: using %s, not %s's default %s",
+            folder, PREDICTION_TYPE, name, defaults.get("prediction_type"),
         )  # fmt: skip
     elif config["prediction_type"] != PREDICTION_TYPE:
         raise DwmDataError(
             f"{folder}/scheduler_config.json: prediction_type {config['prediction_type']!r}, "
             f"but the CogVideoX-Fun base model and our objective are {PREDICTION_TYPE}"
         )
-    shift_default = cls().config.get("snr_shift_scale")
-    if shift_default is not None and "snr_shift_scale" not in config:
+    shift = config.get("snr_shift_scale")
+    if "snr_shift_scale" in defaults and shift is None:
         overrides["snr_shift_scale"] = NO_SHIFT
         log.warning(
             "%s/scheduler_config.json has no snr_shift_scale: using %s (no shift, as the official "
             "trainer's DDPMScheduler), not %s's default %s",
-            folder, NO_SHIFT, name, shift_default,
+            folder, NO_SHIFT, name, defaults["snr_shift_scale"],
         )  # fmt: skip
-    scheduler = cls.from_pretrained(folder, **overrides)
-    expected = {**config, **overrides}
-    for key in ("prediction_type", "snr_shift_scale"):
-        if key in expected and scheduler.config.get(key) != expected[key]:
-            raise DwmDataError(
-                f"{folder}: {name} loaded {key}={scheduler.config.get(key)!r}, "
-                f"the file says {expected[key]!r}"
-            )
-    return scheduler
+    elif "snr_shift_scale" not in defaults and shift not in (None, NO_SHIFT):
+        raise DwmDataError(
+            f"{folder}/scheduler_config.json: {name} would ignore the file's snr_shift_scale {shift}"
+        )
+    return cls.from_pretrained(folder, **overrides)
 
 
 def _quiet_loading() -> None:
@@ -199,13 +198,13 @@ def resolve_base(name: str, width: int, height: int, frames: int) -> Path:
         return Path(name).expanduser().resolve()
     root = Path(os.environ.get("DWM_MODEL_CACHE", Path.home() / ".cache" / "dwm-data"))
     folder = root / f"tiny-{width}x{height}x{frames}"
-    if not _complete(folder):
+    if _missing(folder):
         from dwm_model.tiny import create_tiny_base
 
         root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=root, prefix=".tiny-"))
         create_tiny_base(scratch, width, height, frames)
-        if folder.exists() and not _complete(folder):  # written by an earlier dwm_model.tiny
+        if folder.exists() and _missing(folder):  # written by an earlier dwm_model.tiny
             shutil.rmtree(folder, ignore_errors=True)
         try:
             scratch.rename(folder)

@@ -227,6 +227,7 @@ def test_scheduler_the_file_names_is_the_one_loaded(tiny_base, tmp_path):
     [
         ({"prediction_type": "epsilon"}, "prediction_type 'epsilon'"),
         ({"_class_name": "AutoencoderKLCogVideoX"}, "names no diffusers scheduler"),
+        ({"_class_name": "DDIMScheduler", "snr_shift_scale": 3.0}, "would ignore"),
     ],
 )
 def test_scheduler_the_model_cannot_use_is_refused(tiny_base, tmp_path, change, message):
