@@ -124,8 +124,10 @@ def assert_complete(out: Path) -> None:
 def test_twenty_sigkills_of_the_whole_run_condemn_no_unit(tmp_path):
     source = real_clips_folder(tmp_path / "clips")
     out = tmp_path / "run"
-    delays = random.Random(18).sample([x / 100 for x in range(0, 150)], 20)
-    for delay in delays:  # each kill lands while units are in flight, at a random point
+    # Each kill lands at a random point while units are in flight, too soon for a task to close a
+    # shard (3 real units), so the run cannot finish between kills however fast the machine.
+    delays = random.Random(18).sample([x / 100 for x in range(0, 80)], 20)
+    for delay in delays:
         started = time.time()
         driver = start(source, out, "--workers", "2")
         assert wait_for(lambda s=started: in_flight_since(out, s)), finish(driver)
