@@ -114,6 +114,50 @@ def test_lpips_is_lpips_own_vgg_model_with_its_shipped_heads(vgg_file, clips):
     assert metric(worse, truth) > score
 
 
+@pytest.mark.slow
+def test_lpips_matches_lpips_on_torchvisions_own_vgg16(vgg_file, clips, tmp_path):
+    """Where torchvision imports (HaMeR's private copy, made importable as HaMeR does), lpips
+    builds on torchvision's real VGG16: same layers, same score as on the stand-in layout."""
+    import os
+    import subprocess
+    import sys
+
+    from dwm_data.hands.hamer import PRIVATE_TORCHVISION
+
+    if not PRIVATE_TORCHVISION.is_dir():
+        message = f"no private torchvision at {PRIVATE_TORCHVISION} (make setup installs it)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    truth, pred = (clip[:2, ::2, ::2] for clip in clips)
+    np.savez(tmp_path / "clips.npz", truth=truth, pred=pred)
+    script = f"""
+import json, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+from dwm_data.hands.hamer import _import_torchvision
+_import_torchvision()
+import torchvision
+from dwm_model.metrics import Lpips, vgg16_features
+real = torchvision.models.vgg16(weights=None).features
+ours = vgg16_features()
+clips = np.load({str(tmp_path / "clips.npz")!r})
+metric = Lpips(__import__("pathlib").Path({str(vgg_file)!r}))
+print(json.dumps({{
+    "layers": [repr(a) for a in real] == [repr(b) for b in ours],
+    "shapes": {{k: list(v.shape) for k, v in real.state_dict().items()}}
+    == {{k: list(v.shape) for k, v in ours.state_dict().items()}},
+    "torchvision": torchvision.__file__,
+    "score": metric(clips["pred"], clips["truth"]),
+}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["layers"] and found["shapes"]
+    assert found["torchvision"].startswith(str(PRIVATE_TORCHVISION))
+    assert found["score"] == pytest.approx(Lpips(vgg_file)(pred, truth), rel=1e-6)
+
+
 def test_a_missing_metric_model_is_one_line_and_the_others_still_score(tmp_path, clips):
     scorer = Scorer(("psnr", "ssim", "lpips", "dreamsim"), tmp_path / VGG16_FILE, tmp_path / "ds")
     assert scorer.names == ["psnr", "ssim"]
