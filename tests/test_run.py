@@ -17,7 +17,7 @@ from dwm_data.errors import DwmDataError
 from dwm_data.recipe import load_recipe
 from dwm_data.runs.folder import RunFolder
 from dwm_data.runs.plan import make_plan, prepare
-from dwm_data.runs.records import heartbeat, write_running
+from dwm_data.runs.records import clear_running, heartbeat, write_running
 from dwm_data.runs.status import run_status
 from dwm_data.store import read_samples
 
@@ -126,6 +126,10 @@ def test_status_tells_a_dead_run_from_a_live_one(tmp_path):
     assert run_status(folder.root).state == "stopped"
     heartbeat(folder, 0)
     assert run_status(folder.root).state == "running"
+    clear_running(folder, 0)
+    assert run_status(folder.root).state == "stopped"
+    with folder.lock():  # a driver between units: nothing in flight, still running
+        assert run_status(folder.root).state == "running"
 
 
 def test_only_one_driver_per_run_folder(tmp_path):

@@ -63,6 +63,19 @@ class RunFolder:
                 raise DwmDataError(f"another dwm-data process is running in {self.root}") from exc
             yield
 
+    def has_driver(self) -> bool:
+        """Whether a driver holds the lock now (it may be between units, with none in flight)."""
+        try:
+            handle = open(self.root / "run.lock")  # noqa: SIM115 - closed below, releasing the probe
+        except FileNotFoundError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False
+
     def task_file(self, kind: str, task: int) -> Path:
         if kind == "empty":  # beside the manifests: the other record of finished units
             return self.manifests / f"{task:05d}.no-samples.jsonl"

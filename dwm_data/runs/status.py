@@ -87,6 +87,7 @@ class RunStatus:
     root: Path
     builder: str
     task_states: list[TaskState]
+    driver: bool = False  # a driver holds the run folder's lock
 
     tasks = property(lambda self: len(self.task_states))
     units = property(lambda self: sum(t.units for t in self.task_states))
@@ -119,7 +120,7 @@ class RunStatus:
         """finished, running, or stopped (unfinished with nothing alive: re-run to resume)."""
         if self.finished:
             return "finished"
-        return "running" if self.running else "stopped"
+        return "running" if self.running or self.driver else "stopped"
 
     @property
     def failures(self) -> list[dict[str, Any]]:
@@ -137,7 +138,7 @@ def run_status(root: Path | str) -> RunStatus:
         raise DwmDataError(f"{folder.root} is not a dwm-data run folder (no plan.json)")
     plan = Plan.load(folder.plan)
     tasks = [task_state(folder, plan, task) for task in range(len(plan.tasks))]
-    return RunStatus(folder.root, plan.builder, tasks)
+    return RunStatus(folder.root, plan.builder, tasks, folder.has_driver())
 
 
 def finalize(root: Path | str, seconds: float) -> dict[str, Any]:
