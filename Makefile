@@ -21,15 +21,17 @@ system-libs:
 # torch first and alone: a CPU wheel is on local disk, and naming it in every call keeps pip
 # from swapping in a multi-GB CUDA build; projectaria-tools without its (unneeded) dependencies;
 # torchvision, for HaMeR, outside site-packages: beside a CPU torch PyPI's (CUDA) build breaks
-# every package that imports it, so only HaMeR's import puts it on the path.
+# every package that imports it, so only HaMeR's import puts it on the path; lpips without
+# its torchvision (dwm_model/metrics.py); DreamSim's own code apart, as the reference its
+# tests check ours against.
 $(VENV)/.installed: pyproject.toml constraints.txt | system-libs
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[all,dev]' torch==2.13.0
 	$(BIN)/pip install -q --no-deps projectaria-tools==2.3.0
-	# lpips declares torchvision, which has no wheel that loads beside the CPU torch (see dwm_model/metrics.py)
 	$(BIN)/pip install -q --no-deps lpips==0.1.4
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/dreamsim-reference dreamsim==0.2.1 open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4
 	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/hamer-torchvision torchvision==0.28.0
 	touch $@
 

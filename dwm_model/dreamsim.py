@@ -9,7 +9,8 @@ DINO (`ViTModel`; the CLS token after block 11, before the last norm), OpenAI CL
 normalised per tower; their features are concatenated (768 + 512 + 512), centred and scaled to
 unit length, and the distance is 1 - cosine. DreamSim's fine-tuned LoRA (`ensemble_lora/`) is
 merged into the tower weights at load. The folder's files keep DreamSim's own layout: its towers
-in the DINO `VisionTransformer` key names, CLIP's projection as `proj`.
+in the DINO `VisionTransformer` key names, CLIP's projection as `proj`. The tests check the
+result against DreamSim's own code with peft's LoRA, run apart from site-packages.
 """
 
 from __future__ import annotations

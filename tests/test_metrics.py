@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -304,6 +305,106 @@ def test_dreamsim_distance_of_video_frames(dreamsim_folder, clips):
     assert 0 < metric(pred, truth) == pytest.approx(metric(truth, pred), rel=1e-4)
     scorer = Scorer(("psnr", "dreamsim"), Path("unused"), dreamsim_folder)
     assert scorer.names == ["psnr", "dreamsim"] and not scorer.missing
+
+
+DREAMSIM_REFERENCE = Path(sys.prefix) / "dreamsim-reference"
+REFERENCE_SCRIPT = """
+import json, sys, warnings
+from functools import partial
+from pathlib import Path
+import numpy as np, torch
+warnings.simplefilter("ignore")
+from dwm_data.hands.hamer import _import_torchvision
+_import_torchvision()  # dreamsim imports torchvision's transforms (pure Python)
+sys.path.append(REFERENCE)
+from dreamsim.feature_extraction.load_clip_as_dino import QuickGELU
+from dreamsim.feature_extraction.vision_transformer import VisionTransformer
+from dreamsim.model import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from dreamsim.model import normalize_embedding
+from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
+from dwm_model.dreamsim import TOWERS, DreamSim, resize
+
+folder = Path(FOLDER)
+frames = np.load(CLIPS)
+adapter = load_file(str(folder / "ensemble_lora/adapter_model.safetensors"))
+norms = [(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)] + [(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)] * 2
+
+
+def embed(video):
+    x, parts = resize(video), []
+    for index, ((name, kind, act), (mean, std)) in enumerate(zip(TOWERS, norms)):
+        state = torch.load(folder / name, weights_only=True)
+        state = dict(state.get("state_dict", state))
+        proj = state.pop("proj", None)
+        vit = VisionTransformer(  # vit_base's settings at the test's width
+            patch_size=16, embed_dim=WIDTH, depth=12, num_heads=1, mlp_ratio=4, qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        )
+        if kind == "clip":  # as dreamsim's load_clip_as_dino / load_open_clip_as_dino
+            vit.pos_drop = torch.nn.LayerNorm(WIDTH)
+        vit.load_state_dict(state)
+        if kind == "clip":
+            for m in vit.modules():
+                if isinstance(m, torch.nn.LayerNorm):
+                    m.eps = 1e-5
+            if act == "quick_gelu":
+                for block in vit.blocks:
+                    block.mlp.act = QuickGELU()
+        model = get_peft_model(vit, LoraConfig(r=4, lora_alpha=8, target_modules=["qkv"]))
+        prefix = f"base_model.model.extractor_list.{index}.model."
+        own = {"base_model.model." + k[len(prefix):]: v for k, v in adapter.items() if k.startswith(prefix)}
+        assert not set_peft_model_state_dict(model, own).unexpected_keys
+        model.eval()
+        pixels = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+        with torch.no_grad():
+            if kind == "clip":
+                parts.append(model(pixels) @ proj)
+            else:  # the CLS token of block 11's output, as dreamsim's extractor hooks it
+                seen = []
+                hook = vit.blocks[11].register_forward_hook(lambda m, i, o: seen.append(o))
+                model(pixels)
+                hook.remove()
+                parts.append(seen[0][:, 0])
+    return normalize_embedding(torch.cat(parts, dim=-1))
+
+
+a, b = embed(frames["truth"]), embed(frames["pred"])
+ours = DreamSim(folder)
+print(json.dumps({
+    "embed": (ours.embed(frames["truth"]) - a).abs().max().item(),
+    "distance": (1 - torch.nn.functional.cosine_similarity(a, b, dim=-1)).mean().item(),
+    "ours": ours(frames["pred"], frames["truth"]),
+}))
+"""
+
+
+@pytest.mark.slow
+def test_dreamsim_equals_dreamsims_own_vit_with_peft_lora(dreamsim_folder, clips, tmp_path):
+    """Against DreamSim's code (its ViT, its CLIP-as-DINO loading steps, its normalisation)
+    with peft's LoRA on the same files: the same embeddings and distance."""
+    import os
+    import subprocess
+
+    if not DREAMSIM_REFERENCE.is_dir():
+        message = f"no DreamSim reference code at {DREAMSIM_REFERENCE} (make setup installs it)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    truth, pred = (clip[:3] for clip in clips)
+    np.savez(tmp_path / "clips.npz", truth=truth, pred=pred)
+    values = {"REFERENCE": str(DREAMSIM_REFERENCE), "FOLDER": str(dreamsim_folder)}
+    values |= {"CLIPS": str(tmp_path / "clips.npz"), "WIDTH": WIDTH}
+    header = "".join(f"{k} = {v!r}\n" for k, v in values.items())
+    done = subprocess.run(
+        [sys.executable, "-c", header + REFERENCE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"DreamSim vs DreamSim's code: {found}")
+    assert found["embed"] < 1e-4
+    assert found["ours"] == pytest.approx(found["distance"], abs=1e-5) and found["distance"] > 0
 
 
 def test_dreamsim_folder_missing_a_file_names_it(dreamsim_folder, tmp_path):
