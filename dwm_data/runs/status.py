@@ -39,7 +39,8 @@ class TaskState:
     @property
     def finished_units(self) -> int:
         """Done or failed, plus units done in the open shard of a live worker (the bar's count)."""
-        return len(self.done) + len(self.failed) + self.running.get("open_units", 0)
+        in_open_shard = self.running.get("open_units", 0) if self.running.get("alive") else 0
+        return len(self.done) + len(self.failed) + in_open_shard
 
 
 def task_state(folder: RunFolder, plan: Plan, task: int) -> TaskState:
