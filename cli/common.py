@@ -102,15 +102,21 @@ def run_build(
     from dwm_data.build import build
 
     resolved = load_recipe(recipe, overrides, workers=workers, tasks=tasks, executor=executor)
-    result = build(
-        builder,
-        options,
-        resolved,
-        out,
-        retry_failed=retry_failed,
-        overwrite=overwrite,
-        progress=not quiet,
-    )
+    try:
+        result = build(
+            builder,
+            options,
+            resolved,
+            out,
+            retry_failed=retry_failed,
+            overwrite=overwrite,
+            progress=not quiet,
+        )
+    except KeyboardInterrupt:  # Ctrl-C while planning, before any unit ran
+        console().print(
+            "[yellow]stopped[/yellow] before any unit ran; re-run the same command to start"
+        )
+        raise typer.Exit(3) from None
     print_summary(result.status, result.seconds)
     if result.stopped:
         console().print(
