@@ -33,12 +33,14 @@ def main(quick: bool = False) -> list[tuple[str, str]]:
 
 def _render_counts(release, tmp: Path, quick: bool) -> list[tuple[str, str]]:
     from dwm_data.trumans.frames import FrameCache
+    from dwm_data.trumans.options import TrumansOptions, TrumansRecipe
     from dwm_data.trumans.passes import PassSettings, render_recording
     from dwm_data.trumans.release import Recording
 
     length, stride = (9, 5) if quick else (49, 25)
     recording = Recording(release.scene, release.recordings[0])
-    settings = PassSettings(64, 48, length, stride=stride, samples=1, denoise=False)
+    knobs = TrumansRecipe(clip_stride=stride, samples=1, denoise=False)
+    settings = PassSettings(64, 48, length, TrumansOptions(root=str(release.root)), knobs)
     clips = list(render_recording(release.root, recording, settings, tmp / "counts"))
     renders = FrameCache(tmp / "counts").rendered()
     cycles = sum(kind in ("interaction", "static") for kind, _ in renders)
@@ -59,12 +61,15 @@ def _hand_pass_cost(release, recording: str, quick: bool) -> list[tuple[str, str
     from dwm_data.hands.render import render_mesh
     from dwm_data.trumans import blend
     from dwm_data.trumans.bodies import BlendBody, current_camera
+    from dwm_data.trumans.options import TrumansOptions, TrumansRecipe
     from dwm_data.trumans.passes import PassSettings
 
     video = load_recipe("tiny" if quick else "dwm").video
     width, height = (192, 128) if quick else (video.width, video.height)
     samples, denoise = (16, False) if quick else (64, True)
-    settings = PassSettings(width, height, video.frames, samples=samples, denoise=denoise)
+    knobs = TrumansRecipe(samples=samples, denoise=denoise)
+    options = TrumansOptions(root=str(release.root))
+    settings = PassSettings(width, height, video.frames, options, knobs)
     scene = blend.open_blend(release.blend)
     rec = blend.apply_recording(scene, recording)
     blend.configure_cycles(scene, width, height, samples, denoise, 0)

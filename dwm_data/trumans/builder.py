@@ -50,23 +50,13 @@ class TrumansBuilder(Builder):
     def settings(self):
         from dwm_data.trumans.passes import PassSettings
 
-        knobs = self.recipe.section("trumans", TrumansRecipe)
-        video, opts = self.recipe.video, self.options
+        video = self.recipe.video
         return PassSettings(
-            width=video.width,
-            height=video.height,
-            length=video.frames,
-            skip=knobs.frame_skip,
-            stride=knobs.clip_stride,
-            fov=knobs.fov,
-            samples=knobs.samples,
-            denoise=knobs.denoise,
-            threads=knobs.threads,
-            body=opts.body,
-            clips=opts.clips,
-            smplx_model=Path(opts.smplx_model) if opts.smplx_model else None,
-            smplx_gender=opts.smplx_gender,
-            hand_ids=Path(opts.hand_ids) if opts.hand_ids else None,
+            video.width,
+            video.height,
+            video.frames,
+            self.options,
+            self.recipe.section("trumans", TrumansRecipe),
         )
 
     def process(self, unit: WorkUnit, ctx: UnitContext) -> Iterable[Sample]:
@@ -91,21 +81,21 @@ class TrumansBuilder(Builder):
                 "source_fps": 30,
                 "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy},
                 "hands": {"representation": "mesh", "backend": rendered.info["hand_backend"]},
-                "body": settings.body,
+                "body": self.options.body,
                 "moving_objects": rendered.moving,
                 "clips": {
-                    "policy": settings.clips,
+                    "policy": self.options.clips,
                     "windows": rendered.info["windows"],
                     "kept": rendered.info["kept"],
                 },
                 "render": {
                     "engine": "CYCLES",
                     "device": rendered.info["device"],
-                    "samples": settings.samples,
-                    "denoise": settings.denoise,
-                    "fov": settings.fov,
-                    "frame_skip": settings.skip,
-                    "clip_stride": settings.stride,
+                    "samples": settings.knobs.samples,
+                    "denoise": settings.knobs.denoise,
+                    "fov": settings.knobs.fov,
+                    "frame_skip": settings.knobs.frame_skip,
+                    "clip_stride": settings.knobs.clip_stride,
                 },
             }
             yield make_sample(

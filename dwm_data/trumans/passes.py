@@ -30,7 +30,7 @@ from dwm_data.trumans.bodies import (
 )
 from dwm_data.trumans.camera import new_camera
 from dwm_data.trumans.frames import FrameCache
-from dwm_data.trumans.options import BodyKind, ClipPolicy
+from dwm_data.trumans.options import TrumansOptions, TrumansRecipe
 from dwm_data.trumans.release import Recording, smplx_result_path
 from dwm_data.trumans.schedule import Clip
 
@@ -39,24 +39,18 @@ STATIC_CAMERA = "DWM_StaticCamera"
 
 @dataclass(frozen=True)
 class PassSettings:
+    """One recording's render: the recipe's clip size and length, its `trumans` knobs and the
+    command's options, each declared once in `dwm_data.trumans.options`."""
+
     width: int
     height: int
     length: int  # frames per clip
-    skip: int = 3
-    stride: int = 25
-    fov: float = 90.0
-    samples: int = 64
-    denoise: bool = True
-    threads: int = 0
-    body: BodyKind = "blend"
-    clips: ClipPolicy = "all"
-    smplx_model: Path | None = None
-    smplx_gender: str = "male"
-    hand_ids: Path | None = None
+    options: TrumansOptions
+    knobs: TrumansRecipe = TrumansRecipe()
 
     @property
     def intrinsics(self) -> Intrinsics:
-        return Intrinsics.from_fov(self.width, self.height, self.fov)
+        return Intrinsics.from_fov(self.width, self.height, self.knobs.fov)
 
 
 @dataclass
@@ -86,20 +80,28 @@ def render_recording(
         heartbeat(f"{recording.name}: skipped, its animation set has no action for the actor")
         return
     file_compositing = blend.compositing(scene)
+    knobs = settings.knobs
     device = blend.configure_cycles(
-        scene, settings.width, settings.height, settings.samples, settings.denoise, settings.threads
+        scene,
+        settings.width,
+        settings.height,
+        knobs.samples,
+        knobs.denoise,
+        knobs.threads,
     )
-    windows = schedule.clips(rec.first, rec.last, settings.skip, settings.length, settings.stride)
+    windows = schedule.clips(
+        rec.first, rec.last, knobs.frame_skip, settings.length, knobs.clip_stride
+    )
     if not windows:
         raise UnitError(
             "clips",
             f"frames {rec.first}..{rec.last} give no {settings.length}-frame clip "
-            f"at every {settings.skip}th frame",
+            f"at every {knobs.frame_skip}th frame",
         )
-    stepped = schedule.stepped_frames(rec.first, rec.last, settings.skip)
+    stepped = schedule.stepped_frames(rec.first, rec.last, knobs.frame_skip)
     poses = blend.object_poses(scene, rec.objects, stepped)
     moving = {clip.index: schedule.moving_objects(poses, stepped, clip) for clip in windows}
-    chosen = [c for c in windows if settings.clips == "all" or moving[c.index]]
+    chosen = [c for c in windows if settings.options.clips == "all" or moving[c.index]]
     body = _make_body(root, recording, rec, settings)
     static_camera = new_camera(scene, settings.intrinsics, STATIC_CAMERA)
     cache = FrameCache(scratch)
@@ -112,7 +114,7 @@ def render_recording(
         "hand_backend": body.backend,
     }
     heartbeat(
-        f"{recording.name}: clips={settings.clips} keeps {len(chosen)} of {len(windows)} windows"
+        f"{recording.name}: clips={settings.options.clips} keeps {len(chosen)} of {len(windows)} windows"
     )
     cameras: dict[int, np.ndarray] = {}
 
@@ -169,17 +171,19 @@ def in_front(
 def _make_body(
     root: Path, recording: Recording, rec: blend.Recording, settings: PassSettings
 ) -> Body:
-    if settings.body == "blend":
+    options = settings.options
+    if options.body == "blend":
         return BlendBody(rec, settings.intrinsics)
     fits = load_fits(smplx_result_path(root, recording.name))
-    if settings.smplx_model is None:
+    if options.smplx_model is None:
         raise MissingAssetError(
             "SMPL-X model",
             "--smplx-model",
             "register at https://smpl-x.is.tue.mpg.de and pass --smplx-model",
         )
-    gender = fits["gender"] or settings.smplx_gender  # the release leaves it empty
-    motion = evaluate_smplx(fits, settings.smplx_model, gender, settings.hand_ids)
+    gender = fits["gender"] or options.smplx_gender  # the release leaves it empty
+    hand_ids = Path(options.hand_ids) if options.hand_ids else None
+    motion = evaluate_smplx(fits, Path(options.smplx_model), gender, hand_ids)
     return SmplxBody(rec, settings.intrinsics, motion)
 
 
