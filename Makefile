@@ -23,12 +23,14 @@ system-libs:
 # torchvision, for HaMeR, outside site-packages: beside a CPU torch PyPI's (CUDA) build breaks
 # every package that imports it, so only HaMeR's import puts it on the path; lpips without
 # its torchvision (dwm_model/metrics.py); DreamSim's own code apart, as the reference its
-# tests check ours against.
+# tests check ours against. timm declares torchvision, so pip takes PyPI's CUDA build of it into
+# site-packages, where it breaks transformers and torchmetrics at import: it is uninstalled again.
 $(VENV)/.installed: pyproject.toml constraints.txt | system-libs
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[all,dev]' torch==2.13.0
+	$(BIN)/pip uninstall -q -y torchvision
 	$(BIN)/pip install -q --no-deps projectaria-tools==2.3.0
 	$(BIN)/pip install -q --no-deps lpips==0.1.4
 	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/dreamsim-reference dreamsim==0.2.1 open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4
