@@ -50,7 +50,7 @@ SOURCES: dict[str, Source] = {
             are stored byte for byte; others are resampled and fitted.""",
             builder="dwm_data.dwm_layout.importer:ImportBuilder",
             options="dwm_data.dwm_layout.options:ImportOptions",
-            demo="dwm_data.dwm_layout.demo:demo_stage",
+            demo="dwm_data.fixtures.dwm_layout:demo_stage",
         ),
         Source(
             "render-trumans",
@@ -63,7 +63,7 @@ SOURCES: dict[str, Source] = {
             options="dwm_data.trumans.options:TrumansOptions",
             section="trumans",
             knobs="dwm_data.trumans.options:TrumansRecipe",
-            demo="dwm_data.trumans.mini:demo_stage",
+            demo="dwm_data.fixtures.trumans:demo_stage",
         ),
         Source(
             "build-taste",
@@ -77,7 +77,7 @@ SOURCES: dict[str, Source] = {
             options="dwm_data.taste.options:TasteOptions",
             section="taste",
             knobs="dwm_data.taste.options:TasteSection",
-            demo="dwm_data.taste.demo:taste_stage",
+            demo="dwm_data.fixtures.taste:demo_stage",
         ),
         Source(
             "aria-capture",
@@ -91,7 +91,7 @@ SOURCES: dict[str, Source] = {
             options="dwm_data.aria.options:AriaOptions",
             section="aria",
             knobs="dwm_data.aria.options:AriaSettings",
-            demo="dwm_data.aria.demo:aria_stage",
+            demo="dwm_data.fixtures.aria:demo_stage",
         ),
     )
 }

@@ -19,7 +19,7 @@ from dwm_data.recipe import Recipe, load_recipe
 def _write_shards(folder: Path, recipe: Recipe, clips: int) -> list[Path]:
     import webdataset as wds
 
-    from dwm_data.dwm_layout.synthetic import synthetic_triplet
+    from dwm_data.fixtures.dwm_layout import synthetic_triplet
     from dwm_data.sample import make_sample
 
     video, codecs = recipe.video, recipe.codecs.to_codecs()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dwm_data.hands.synthetic import write_mano_models
+from dwm_data.fixtures.mano import write_mano_models
 
 HAMER_SOURCE = Path(__file__).resolve().parents[1].parent / "shared" / "third_party" / "hamer"
 EMBED_DIM = 64  # the test ViT's width (ViT-H: 1280), hence the decoder's context_dim

@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterable
 
 from dwm_data.builder import Builder, BuilderOptions, UnitContext, WorkUnit
-from dwm_data.dwm_layout.synthetic import synthetic_triplet
 from dwm_data.errors import UnitError
+from dwm_data.fixtures.dwm_layout import synthetic_triplet
 from dwm_data.sample import Sample, make_key, make_sample
 
 

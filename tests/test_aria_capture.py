@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("projectaria_tools")
 torch = pytest.importorskip("torch")
 
-from dwm_data.aria.synthetic import GROUND_TRUTH, SyntheticSpec, write_synthetic_capture  # noqa: E402
 from dwm_data.builder import UnitContext, make_builder  # noqa: E402
 from dwm_data.dwm_layout.exporter import export_dwm  # noqa: E402
 from dwm_data.errors import UnitError  # noqa: E402
+from dwm_data.fixtures.aria import GROUND_TRUTH, SyntheticSpec, write_synthetic_capture  # noqa: E402
 from dwm_data.store import ShardWriter  # noqa: E402
 
 # Tiny and quick: enough to reach every failure, too coarse to score a reconstruction.
@@ -56,8 +56,8 @@ def test_generated_capture_has_the_real_formats(rough_capture):
     from dwm_data.aria.capture import find_capture, read_online_calibrations, read_points
     from dwm_data.aria.conventions import UPRIGHT
     from dwm_data.aria.hands import HandTracking
-    from dwm_data.aria.synthetic import rgb_extrinsics, upright_path
     from dwm_data.aria.trajectory import Trajectory
+    from dwm_data.fixtures.aria import rgb_extrinsics, upright_path
 
     files = find_capture(rough_capture)
     recording = files.open_recording()
@@ -146,8 +146,8 @@ def test_vrs_without_rgb_is_a_recorded_failure(shared_data, tiny_recipe, tmp_pat
 def test_static_video_matches_ground_truth(tmp_path, tiny_recipe):
     """Exploration frames -> splat -> static video along the interaction path, scored against
     the room rendered without the hand from the same cameras (CPU, 64x48)."""
-    from dwm_data.aria.synthetic import SyntheticSpec
     from dwm_data.cameras import Intrinsics
+    from dwm_data.fixtures.aria import SyntheticSpec
     from dwm_data.splat.ply import load_ply
     from dwm_data.splat.render import gsplat_K
     from dwm_data.splat.train import psnr, render_views
@@ -194,7 +194,7 @@ def test_static_video_matches_ground_truth(tmp_path, tiny_recipe):
 
 def test_mps_hands_fitted_with_mano_render_meshes(rough_capture, tmp_path):
     """With MANO files (here generated ones in the real format), MPS landmarks become meshes."""
-    from dwm_data.hands.synthetic import write_mano_models
+    from dwm_data.fixtures.mano import write_mano_models
     from dwm_data.hands.track import HandTrack
     from dwm_data.video import decode
 

@@ -8,8 +8,8 @@ import pytest
 
 from dwm_data.build import build
 from dwm_data.dwm_layout.exporter import MARKER, export_dwm
-from dwm_data.dwm_layout.synthetic import write_synthetic_layout
 from dwm_data.errors import DwmDataError
+from dwm_data.fixtures.dwm_layout import write_synthetic_layout
 from dwm_data.recipe import load_recipe
 from dwm_data.sample import make_sample
 from dwm_data.store import ShardWriter, read_samples

@@ -17,6 +17,7 @@ from hamer_release import HAMER_SOURCE, small_backbone, write_release
 
 from dwm_data.cameras import project
 from dwm_data.errors import MissingAssetError
+from dwm_data.fixtures.mano import write_mano_models
 from dwm_data.hands.backend import check_backend, make_backend, resolve_backend, skeleton_warning
 from dwm_data.hands.hamer import (
     MIRROR,
@@ -33,7 +34,6 @@ from dwm_data.hands.hamer import (
 )
 from dwm_data.hands.mano import ManoHands, plain_mano_folder, read_mano_pickle
 from dwm_data.hands.render import render_mesh
-from dwm_data.hands.synthetic import write_mano_models
 from dwm_data.hands.track import HandTrack
 
 torch = pytest.importorskip("torch")

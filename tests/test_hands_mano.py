@@ -10,10 +10,10 @@ import pytest
 
 from dwm_data.cameras import Intrinsics, project
 from dwm_data.errors import MissingAssetError
+from dwm_data.fixtures.mano import mano_model_dicts, write_mano_models
 from dwm_data.hands.fit import fit_mano
 from dwm_data.hands.mano import TIP_VERTICES, ManoHands, read_mano_pickle
 from dwm_data.hands.render import render_mesh
-from dwm_data.hands.synthetic import mano_model_dicts, write_mano_models
 from dwm_data.hands.track import HandTrack
 
 torch = pytest.importorskip("torch")

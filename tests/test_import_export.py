@@ -8,7 +8,7 @@ import pytest
 
 from dwm_data.build import build
 from dwm_data.dwm_layout.exporter import MARKER, export_dwm
-from dwm_data.dwm_layout.synthetic import write_synthetic_layout
+from dwm_data.fixtures.dwm_layout import write_synthetic_layout
 from dwm_data.recipe import load_recipe
 from dwm_data.store import read_decoded, read_samples
 from dwm_data.video import probe

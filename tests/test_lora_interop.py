@@ -28,8 +28,8 @@ from test_model import (  # noqa: F401
     trained_like,
 )
 
-from dwm_data.dwm_layout.synthetic import synthetic_triplet
 from dwm_data.errors import DwmDataError
+from dwm_data.fixtures.dwm_layout import synthetic_triplet
 from dwm_model.base import Base
 from dwm_model.generate import WorldModel
 from dwm_model.model import LORA_FILE, NON_LORA_FILE, load_world_model, predict, save_weights

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from dwm_data.dwm_layout.synthetic import synthetic_triplet
 from dwm_data.errors import DwmDataError, MissingAssetError
+from dwm_data.fixtures.dwm_layout import synthetic_triplet
 from dwm_data.recipe import load_recipe
 from dwm_data.sample import make_sample
 from dwm_model.base import Base

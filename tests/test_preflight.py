@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dwm_data.build import build
-from dwm_data.dwm_layout.synthetic import write_synthetic_layout
 from dwm_data.errors import DwmDataError, MissingAssetError
+from dwm_data.fixtures.dwm_layout import write_synthetic_layout
 from dwm_data.recipe import load_recipe
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -3,8 +3,8 @@ import io
 import numpy as np
 import pytest
 
-from dwm_data.dwm_layout.synthetic import synthetic_triplet
 from dwm_data.errors import SampleError
+from dwm_data.fixtures.dwm_layout import synthetic_triplet
 from dwm_data.sample import make_sample
 from dwm_data.store import ShardWriter, read_decoded, read_samples
 from dwm_data.video import Codec, decode

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from dwm_data.build import build
+from dwm_data.fixtures.taste import PROMPT, _table, demo_stage
 from dwm_data.hands.track import HandTrack
 from dwm_data.recipe import load_recipe
 from dwm_data.store import read_decoded
-from dwm_data.taste.demo import PROMPT, _table, taste_stage
 from dwm_data.video import fit_size, place
 
 
@@ -18,9 +18,9 @@ from dwm_data.video import fit_size, place
 def test_demo_stage_mano_fit_mesh_and_clean_static(tmp_path):
     import cv2
 
-    builder, options = taste_stage(tmp_path / "input", "tiny")
+    options = demo_stage(tmp_path / "input", "tiny")
     recipe = load_recipe("tiny", ["video.width=192", "video.height=128"])
-    result = build(builder, options, recipe, tmp_path / "run", progress=False)
+    result = build("build-taste", options, recipe, tmp_path / "run", progress=False)
     assert result.ok, result.status.failures
     ((sample, frames),) = list(read_decoded(tmp_path / "run"))
     assert sample.prompt == PROMPT and sample.key == "clip-sweep"

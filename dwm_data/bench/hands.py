@@ -34,8 +34,8 @@ def two_hands(mano_dir: Path, frames: int) -> tuple[np.ndarray, tuple[np.ndarray
     faces, and the model (the real MANO has the same size, so its timings carry over)."""
     import torch
 
+    from dwm_data.fixtures.mano import write_mano_models
     from dwm_data.hands.mano import ManoHands
-    from dwm_data.hands.synthetic import write_mano_models
 
     write_mano_models(mano_dir)
     hands = ManoHands(mano_dir)
@@ -66,8 +66,8 @@ def main(quick: bool = False) -> list[tuple[str, str]]:
         if REAL_CLIP.is_file():
             clip, source = REAL_CLIP, "real clip pour_coke.mp4"
         else:
-            from dwm_data.hands.synthetic import write_mano_models
-            from dwm_data.taste.demo import demo_clip
+            from dwm_data.fixtures.mano import write_mano_models
+            from dwm_data.fixtures.taste import demo_clip
 
             write_mano_models(Path(tmp) / "demo-mano")
             clip = demo_clip(Path(tmp) / "clip", Path(tmp) / "demo-mano", 3 * frames)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dwm_data.bench import interleaved
-from dwm_data.dwm_layout.synthetic import synthetic_triplet
+from dwm_data.fixtures.dwm_layout import synthetic_triplet
 from dwm_data.recipe import load_recipe
 from dwm_data.sample import VIDEO_KEYS, make_sample
 from dwm_data.store import ShardWriter, read_decoded

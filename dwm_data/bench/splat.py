@@ -1,5 +1,5 @@
 """The CPU compositor against the brute-force reference on the same projected Gaussians, and
-the cost of splat training on CPU, both on the generated room of `aria.synthetic`."""
+the cost of splat training on CPU, both on the generated room of `dwm_data.fixtures.aria`."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ def _projected(count: int, width: int, height: int):
     import torch
     from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
 
-    from dwm_data.aria.synthetic import room_scene, upright_path
     from dwm_data.cameras import Intrinsics
+    from dwm_data.fixtures.aria import room_scene, upright_path
     from dwm_data.splat.render import gsplat_K
 
     area = 2 * 3.0 * 3.0 + 4 * 3.0 * 2.2  # the room's six faces, m^2
@@ -73,8 +73,8 @@ def _compositor_rows(count: int, width: int, height: int, repeats: int) -> list[
 def _training_rows(steps: int) -> list[tuple[str, str]]:
     import torch
 
-    from dwm_data.aria.synthetic import room_scene, upright_path
     from dwm_data.cameras import Intrinsics
+    from dwm_data.fixtures.aria import room_scene, upright_path
     from dwm_data.splat.render import gsplat_K
     from dwm_data.splat.train import SplatConfig, Views, heldout_psnr, render_views, train_splat
 

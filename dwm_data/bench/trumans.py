@@ -1,6 +1,6 @@
 """render-trumans cost: Cycles renders per delivered triplet frame, and the hand pass vs Cycles.
 
-Both figures come from one run on the generated TRUMANS-format recording (`trumans.mini`).
+Both figures come from one run on the generated TRUMANS-format recording (`dwm_data.fixtures.trumans`).
 Render counts do not depend on resolution or samples, so they are counted on tiny renders with
 the official schedule over a recording of four official clips (the drawer opens in the first);
 the official scripts render every clip's 49 interaction and 49 static frames (2.0 Cycles renders
@@ -22,7 +22,7 @@ OFFICIAL_RENDERS_PER_FRAME = 2.0  # one interaction and one static Cycles render
 
 
 def main(quick: bool = False) -> list[tuple[str, str]]:
-    from dwm_data.trumans.mini import RECORDINGS, write_release
+    from dwm_data.fixtures.trumans import RECORDINGS, write_release
 
     with tempfile.TemporaryDirectory(prefix="dwm-bench-trumans-") as tmp:
         release = write_release(Path(tmp) / "release", frames=76 if quick else 370)
