@@ -32,11 +32,11 @@ def test_camera_to_world_composes_device_and_camera():
     world_device[:3, :3] = rotation.from_euler("z", 30, degrees=True).as_matrix()
     world_device[:3, 3] = [1.0, 2.0, 0.5]
     device_camera[:3, 3] = [0.05, 0.0, 0.0]
-    pose = camera_to_world(world_device, device_camera, upright=False)
+    pose = camera_to_world(world_device, device_camera, turns=0)
     point_camera = np.array([0.1, 0.2, 1.0])
     point_world = world_device[:3, :3] @ (point_camera + device_camera[:3, 3]) + world_device[:3, 3]
     assert np.allclose(world_to_camera(point_world, pose), point_camera)
-    turned = camera_to_world(world_device, device_camera)
+    turned = camera_to_world(world_device, device_camera, turns=1)
     assert np.allclose(turned[:3, 3], pose[:3, 3])  # turning the image does not move the camera
     assert np.allclose(turned[:3, 2], pose[:3, 2])  # nor change where it looks
 

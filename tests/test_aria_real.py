@@ -10,6 +10,7 @@ pytest.importorskip("projectaria_tools")
 from dwm_data.aria.calibration import OutputCamera, RgbCalibrations  # noqa: E402
 from dwm_data.aria.capture import find_capture, read_online_calibrations, read_points  # noqa: E402
 from dwm_data.aria.conventions import UPRIGHT, camera_to_world, se3_matrix, upright_pixels  # noqa: E402
+from dwm_data.aria.device import GEN1 as GEN1_DEVICE  # noqa: E402
 from dwm_data.aria.hands import HandTracking, hand_track  # noqa: E402
 from dwm_data.aria.recording import VrsRecording  # noqa: E402
 from dwm_data.aria.trajectory import Trajectory  # noqa: E402
@@ -52,7 +53,7 @@ def test_undistorted_upright_pinhole(timecode_vrs):
     from projectaria_tools.core import calibration
 
     source = timecode_vrs.calibration()
-    camera = OutputCamera.for_source(source, 96, 64)
+    camera = OutputCamera.for_source(source, 96, 64, GEN1_DEVICE)
     rotated = calibration.rotate_camera_calib_cw90deg(camera.pinhole)
     assert list(rotated.get_image_size()) == [96, 64]
     assert np.allclose(rotated.get_principal_point(), [camera.intrinsics.cx, camera.intrinsics.cy])
@@ -97,7 +98,7 @@ def test_adt_ground_truth_reprojects_depth_between_frames(shared_data):
     points = rays / np.linalg.norm(rays, axis=1, keepdims=True) * depth[vs, us][:, None]
 
     def error(device_camera: np.ndarray, motion: bool = True) -> float:
-        c0, c2 = (camera_to_world(w, device_camera, upright=False) for w in world_device)
+        c0, c2 = (camera_to_world(w, device_camera, turns=0) for w in world_device)
         if not motion:
             c0 = c2 = np.eye(4)
         moved = points @ c0[:3, :3].T + c0[:3, 3]
@@ -140,7 +141,7 @@ def test_mps_trajectory_interpolates_between_samples(mps_sample):
 def test_online_calibration_is_rescaled_by_aria_rule(mps_sample, timecode_vrs):
     records = read_online_calibrations(mps_sample / "trajectory" / "online_calibration.jsonl")
     assert len(records) == 122
-    calibs = RgbCalibrations.from_records(timecode_vrs.calibration(), records)
+    calibs = RgbCalibrations.from_records(timecode_vrs.calibration(), records, GEN1_DEVICE)
     assert calibs.source_name == "online"
     online = calibs.at(calibs.online[5][0] + 1000)
     assert list(online.get_image_size()) == [1408, 1408]
@@ -156,8 +157,12 @@ def test_semidense_points_filtered_by_confidence(mps_sample):
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_hand_tracking_projects_below_and_in_front(mps_sample, timecode_vrs, version):
     records = read_online_calibrations(mps_sample / "trajectory" / "online_calibration.jsonl")
-    source = RgbCalibrations.from_records(timecode_vrs.calibration(), records).online[0][1]
-    camera = OutputCamera.for_source(source, 96, 64, focal_scale=0.6)  # wide: hands sit low
+    source = RgbCalibrations.from_records(timecode_vrs.calibration(), records, GEN1_DEVICE).online[
+        0
+    ][1]
+    camera = OutputCamera.for_source(
+        source, 96, 64, GEN1_DEVICE, focal_scale=0.6
+    )  # wide: hands sit low
     tracking = HandTracking.read(
         mps_sample / "hand_tracking" / f"hand_tracking_results_{version}.csv"
     )

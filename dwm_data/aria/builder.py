@@ -1,9 +1,11 @@
-"""`aria-capture`: a capture (recording + MPS) -> one triplet per interaction clip.
+"""`aria-capture`: a capture (Gen1 or Gen2 recording + MPS) -> one triplet per interaction clip.
 
 Per capture (one work unit, so the splat is trained once for all its clips): the exploration
 frames before the first action train a splat of the static scene; each clip's recorded frames,
 undistorted to the recipe's upright pinhole camera, give `video`; the splat rendered along the
-same cameras gives `static`; MPS hand tracking (or an image-based backend) gives `hand`.
+same cameras gives `static`; Aria's hand tracking (MPS, or the glasses' own on Gen2) or an
+image-based backend gives `hand`. Without MPS a Gen2 capture is posed by its on-device VIO and
+its splat starts from random points in the exploration views instead of semidense points.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dwm_data.aria.clips import Clip, clip_requests, exploration_frames, parse_s
 from dwm_data.aria.hands import hand_masks, hand_track
 from dwm_data.aria.options import AriaOptions, AriaSettings
 from dwm_data.aria.source import CaptureSource
-from dwm_data.aria.static import SPLAT_FILE, SceneFit, cached_scene, fit_scene
+from dwm_data.aria.static import SPLAT_FILE, SceneFit, cached_scene, fit_scene, view_points
 from dwm_data.builder import Builder, UnitContext, WorkUnit
 from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.extras import require
@@ -86,7 +88,8 @@ class AriaBuilder(Builder):
         if self.options.hands == "mps" and source.tracking is None:
             raise UnitError(
                 "hands",
-                f"{files.name} has no MPS hand tracking; pass --hands mediapipe|mano-fit|hamer",
+                f"{files.name} has neither MPS nor on-device hand tracking; "
+                "pass --hands mediapipe|mano-fit|hamer",
             )
         times = source.times_ns
         requests = clip_requests(files.root, self.options.starts, self.options.prompt)
@@ -112,15 +115,18 @@ class AriaBuilder(Builder):
         scene = cached_scene(cache)
         if scene is None:
             ctx.heartbeat(f"{source.files.name}: preparing {len(explore)} exploration frames")
-            points = read_points(
-                source.files.points, settings.max_inv_dist_std, settings.max_dist_std
-            )
+            views = self._views(source, explore, settings)
+            if source.files.points is None:
+                points = view_points(views, settings.max_points, np.random.default_rng(0))
+            else:
+                points = read_points(
+                    source.files.points, settings.max_inv_dist_std, settings.max_dist_std
+                )
             if len(points) > settings.max_points:
                 keep = np.random.default_rng(0).choice(
                     len(points), settings.max_points, replace=False
                 )
                 points = points[np.sort(keep)]
-            views = self._views(source, explore, settings)
             scene = fit_scene(
                 views, points, settings.splat, settings.heldout_every, cache, ctx.heartbeat
             )
@@ -193,7 +199,10 @@ class AriaBuilder(Builder):
             "timestamps_ns": [int(t) for t in times[clip.frames]],
             "interaction_start_s": round((clip.start_ns - int(times[0])) / 1e9, 6),
             "intrinsics": {k: intr.as_dict()[k] for k in ("fx", "fy", "cx", "cy")},
+            "device": source.device.name,
             "calibration": source.calibrations.source_name,
+            "poses": source.pose_source,
+            "points": "semidense" if source.files.points else "random",
             "hands": hands_meta,
             "splat": {
                 "backend": backend_name(device()),
@@ -219,8 +228,9 @@ class AriaBuilder(Builder):
     def _hands(
         self, source: CaptureSource, clip: Clip, frames: np.ndarray
     ) -> tuple[HandTrack, np.ndarray, dict]:
-        """MPS landmarks projected with the clip's cameras (as skeletons, or MANO meshes when
-        MANO files are given), or an image-based backend of build-taste run on the frames."""
+        """Aria's landmarks (MPS or on-device) projected with the clip's cameras (as skeletons, or
+        MANO meshes when MANO files are given), or an image-based backend of build-taste run on
+        the frames."""
         from dwm_data.hands.render import render_mesh, render_skeleton
 
         intr = source.camera.intrinsics
@@ -236,7 +246,7 @@ class AriaBuilder(Builder):
                 return (
                     track,
                     render_skeleton(track, intr, intr.width, intr.height),
-                    {"representation": "skeleton", "backend": "aria-mps"},
+                    {"representation": "skeleton", "backend": f"aria-{source.hand_source}"},
                 )
             from dwm_data.hands.fit import fit_mano
 
@@ -245,7 +255,7 @@ class AriaBuilder(Builder):
             return (
                 track,
                 render_mesh(track.vertices, faces, intr, intr.width, intr.height),
-                {"representation": "mesh", "backend": "aria-mps+mano-fit"},
+                {"representation": "mesh", "backend": f"aria-{source.hand_source}+mano-fit"},
             )
         from dwm_data.hands.backend import estimate_hands
 

@@ -1,9 +1,11 @@
 """The RGB camera: factory or online calibration, and undistortion to an upright pinhole camera.
 
-The output camera is chosen once per capture (a linear model at the recipe size, turned upright),
-so every frame lands in the same pinhole image whatever calibration it was taken with. Online
-calibrations are stored at the sensor's full 2880 x 2880 even for 1408 x 1408 recordings; they
-are rescaled with Aria's crop-then-scale rule (`rescale_camera_calibration`), not a plain ratio.
+The output camera is chosen once per capture (a linear model at the recipe size, turned upright
+as the device needs), so every frame lands in the same pinhole image whatever calibration it was
+taken with. Online calibrations are stored at the sensor's full size (Gen1 2880 x 2880, Gen2
+4032 x 3024) even for smaller recordings, and some recordings declare a calibration at another
+size than their frames; both are rescaled with Aria's crop-then-scale rule for the device
+(`rescale_camera_calibration`), not a plain ratio, or refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from dwm_data.aria.conventions import UPRIGHT, se3_matrix
+from dwm_data.aria.conventions import se3_matrix, turn, turn_image, upright_pixels
+from dwm_data.aria.device import AriaDevice
 from dwm_data.cameras import Intrinsics
 from dwm_data.errors import UnitError
 from dwm_data.extras import require
@@ -30,12 +33,13 @@ def _calibration() -> Any:
 class OutputCamera:
     """The upright pinhole image every frame is resampled into."""
 
-    pinhole: Any  # projectaria CameraCalibration, LINEAR, raw (sideways) orientation
-    intrinsics: Intrinsics  # the same camera after the 90-degree clockwise turn
+    pinhole: Any  # projectaria CameraCalibration, LINEAR, raw sensor orientation
+    intrinsics: Intrinsics  # the same camera after the device's upright turn
+    turns: int  # 90-degree clockwise turns from the raw to the upright image
 
     @classmethod
     def for_source(
-        cls, source: Any, width: int, height: int, focal_scale: float = 1.0
+        cls, source: Any, width: int, height: int, device: AriaDevice, focal_scale: float = 1.0
     ) -> OutputCamera:
         """A pinhole at width x height (upright) with the source's focal length scaled to size.
 
@@ -45,20 +49,19 @@ class OutputCamera:
         src_w, src_h = (int(v) for v in source.get_image_size())
         focal = float(source.get_focal_lengths()[0]) * max(width, height) / max(src_w, src_h)
         focal *= focal_scale
-        # raw orientation: the upright width is the raw height
+        turns = device.upright_turns
+        raw_w, raw_h = (height, width) if turns % 2 else (width, height)
         pinhole = calib.get_linear_camera_calibration(
-            height, width, focal, "camera-rgb-pinhole", source.get_transform_device_camera()
+            raw_w, raw_h, focal, "camera-rgb-pinhole", source.get_transform_device_camera()
         )
-        cx_raw, cy_raw = (float(v) for v in pinhole.get_principal_point())
-        intrinsics = Intrinsics(focal, focal, width - 1 - cy_raw, cx_raw, width, height)
-        return cls(pinhole, intrinsics)
+        centre = np.asarray(pinhole.get_principal_point(), dtype=np.float64)
+        cx, cy = (float(v) for v in (upright_pixels(centre, raw_h) if turns else centre))
+        return cls(pinhole, Intrinsics(focal, focal, cx, cy, width, height), turns)
 
     def undistort(self, raw: np.ndarray, source: Any) -> np.ndarray:
         """Raw sensor image -> upright pinhole image (bilinear)."""
         calib = _calibration()
-        return np.ascontiguousarray(
-            np.rot90(calib.distort_by_calibration(raw, self.pinhole, source), k=3)
-        )
+        return turn_image(calib.distort_by_calibration(raw, self.pinhole, source), self.turns)
 
     def valid_mask(self, source: Any) -> np.ndarray:
         """Pixels of the output image that see inside the fisheye's calibrated circle."""
@@ -66,11 +69,11 @@ class OutputCamera:
         w, h = (int(v) for v in source.get_image_size())
         ones = np.full((h, w), 255, np.uint8)
         warped = calib.distort_label_by_calibration(ones, self.pinhole, source)
-        return np.ascontiguousarray(np.rot90(warped, k=3)) > 0
+        return turn_image(warped, self.turns) > 0
 
     def device_camera(self, source: Any) -> np.ndarray:
         """T_device_camera of the upright output camera (the pinhole shares the source's)."""
-        return se3_matrix(source.get_transform_device_camera()) @ UPRIGHT
+        return se3_matrix(source.get_transform_device_camera()) @ turn(self.turns)
 
 
 class RgbCalibrations:
@@ -82,7 +85,7 @@ class RgbCalibrations:
         self._times = [t for t, _ in self.online]
 
     @classmethod
-    def from_records(cls, factory: Any, records: list[Any]) -> RgbCalibrations:
+    def from_records(cls, factory: Any, records: list[Any], device: AriaDevice) -> RgbCalibrations:
         """Online records (`mps.read_online_calibration`) rescaled to the recording's size."""
         size = [int(v) for v in factory.get_image_size()]
         online = []
@@ -91,7 +94,7 @@ class RgbCalibrations:
             if cam is None:
                 continue
             t_ns = int(record.tracking_timestamp.total_seconds() * 1e6) * 1000
-            online.append((t_ns, rescale_to(cam, size)))
+            online.append((t_ns, rescale_to(cam, size, device)))
         return cls(factory, online)
 
     @property
@@ -111,15 +114,35 @@ class RgbCalibrations:
         return int(round(self.at(t_ns).get_time_offset_sec_device_camera() * 1e9))
 
 
-def rescale_to(camera: Any, size: list[int]) -> Any:
+def rescale_to(camera: Any, size: list[int], device: AriaDevice) -> Any:
     """A calibration at another sensor resolution, by Aria's own (crop, then scale) rule."""
     calib = _calibration()
     have = [int(v) for v in camera.get_image_size()]
     if have == size:
         return camera
     try:
-        return calib.rescale_camera_calibration(camera, size, calib.DeviceVersion.Gen1)
+        return calib.rescale_camera_calibration(camera, size, device.version())
     except RuntimeError as exc:
         raise UnitError(
-            "calibration", f"cannot rescale the online RGB calibration {have} -> {size}: {exc}"
+            "calibration",
+            f"cannot rescale the RGB calibration {have[0]}x{have[1]} -> {size[0]}x{size[1]} "
+            f"by Aria {device.name}'s rule: {exc}",
+        ) from exc
+
+
+def fit_to_frames(camera: Any, frame_size: tuple[int, int], device: AriaDevice) -> Any:
+    """The calibration at the frames' size: a recording may declare its camera at another
+    resolution (ADT's synthetic video: 2880 x 2880 for 1408 x 1408 frames), which would halve
+    the focal length and leave most of the output outside the image."""
+    have = tuple(int(v) for v in camera.get_image_size())
+    if have == tuple(frame_size):
+        return camera
+    try:
+        return rescale_to(camera, list(frame_size), device)
+    except UnitError as exc:
+        raise UnitError(
+            "calibration",
+            f"the RGB calibration is for {have[0]}x{have[1]} images but the frames are "
+            f"{frame_size[0]}x{frame_size[1]}, and Aria {device.name}'s rescale does not map "
+            "one to the other",
         ) from exc

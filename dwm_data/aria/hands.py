@@ -1,4 +1,5 @@
-"""MPS hand tracking (v1 and v2 CSVs) as 21 OpenPose-order keypoints in the camera frame.
+"""Aria hand tracking (MPS v1 and v2 CSVs, or a Gen2 recording's on-device tracking, which has
+the same landmarks) as 21 OpenPose-order keypoints in the camera frame.
 
 Aria lists the five fingertips first, then the wrist, then the remaining joints from the base
 outwards, then the palm centre; the thumb has only two joints besides its tip. The OpenPose/MANO
@@ -48,6 +49,11 @@ class HandTracking:
         results = mps.hand_tracking.read_hand_tracking_results(str(path))
         if not results:
             raise UnitError("hands", f"{path.name} holds no hand-tracking rows")
+        return cls.from_results(results, min_confidence)
+
+    @classmethod
+    def from_results(cls, results: list, min_confidence: float = 0.0) -> HandTracking:
+        """projectaria-tools `HandTrackingResult`s, from an MPS CSV or a VRS hand-pose stream."""
         count = len(results)
         times = np.empty(count, np.int64)
         valid = np.zeros((count, 2), bool)

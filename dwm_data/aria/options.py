@@ -14,7 +14,8 @@ HandSource = Literal["mps", "mediapipe", "mano-fit", "hamer"]
 
 class AriaOptions(BuilderOptions):
     capture: Annotated[str, Cli(argument=True, path=True)] = Field(
-        description="A capture folder (.vrs + MPS outputs), or a folder of captures."
+        description="A capture folder (an Aria Gen1 or Gen2 .vrs, with MPS outputs or, on "
+        "Gen2, without), or a folder of captures."
     )
     starts: Annotated[list[str], Cli(name="start")] = Field(
         [],
@@ -26,7 +27,9 @@ class AriaOptions(BuilderOptions):
         "unspecified", description="Licence of the capture, recorded in every sample."
     )
     hands: HandSource = Field(
-        "mps", description="Hand source: mps (MPS hand tracking), mediapipe, mano-fit or hamer."
+        "mps",
+        description="Hand source: mps (Aria's hand tracking: MPS, else a Gen2 recording's "
+        "on-device tracking), mediapipe, mano-fit or hamer.",
     )
     mano_dir: Annotated[str | None, Cli(path=True)] = Field(
         None, description="MANO model folder: with --hands mps, fit MANO and render meshes."

@@ -1,6 +1,10 @@
 """An opened capture: what every step of the builder reads, with the two things it asks of it
 (camera poses and undistorted frames at given RGB frames), so pose and calibration rules live
-in one place."""
+in one place.
+
+Poses and hands come from MPS when the capture has its files, else from the recording itself
+(a Gen2 VRS holds on-device VIO and hand tracking); a capture with neither is refused.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from dwm_data.aria.calibration import OutputCamera, RgbCalibrations
+from dwm_data.aria.calibration import OutputCamera, RgbCalibrations, fit_to_frames
 from dwm_data.aria.capture import CaptureFiles, read_online_calibrations
+from dwm_data.aria.device import AriaDevice
 from dwm_data.aria.hands import HandTracking
 from dwm_data.aria.recording import Recording
 from dwm_data.aria.trajectory import Trajectory
@@ -21,11 +26,14 @@ from dwm_data.errors import UnitError
 class CaptureSource:
     files: CaptureFiles
     recording: Recording
+    device: AriaDevice
     times_ns: np.ndarray  # RGB frame timestamps, device clock
     calibrations: RgbCalibrations
     trajectory: Trajectory
+    pose_source: str  # "mps" (closed loop, or ADT ground truth) or "vio" (on-device)
     camera: OutputCamera
     tracking: HandTracking | None
+    hand_source: str | None  # "mps", "device" (on-device tracking) or None
 
     @classmethod
     def open(
@@ -36,37 +44,37 @@ class CaptureSource:
         focal_scale: float,
         min_hand_confidence: float,
     ) -> CaptureSource:
-        for what, path in (
-            ("closed_loop_trajectory.csv", files.trajectory),
-            ("semidense_points.csv.gz", files.points),
-        ):
-            if path is None:
-                raise UnitError("capture", f"{files.name} has no MPS {what}")
         recording = files.open_recording()
-        factory = recording.calibration()
+        device = recording.device()
+        factory = fit_to_frames(recording.calibration(), recording.frame_size(), device)
         times = recording.timestamps_ns()
         if len(times) < 2:
             raise UnitError("recording", f"{files.name} holds {len(times)} RGB frame(s)")
         calibrations = (
             RgbCalibrations.from_records(
-                factory, read_online_calibrations(files.online_calibration)
+                factory, read_online_calibrations(files.online_calibration), device
             )
             if files.online_calibration
             else RgbCalibrations(factory)
         )
-        tracking = (
-            HandTracking.read(files.hand_tracking, min_hand_confidence)
-            if files.hand_tracking
-            else None
-        )
+        trajectory, pose_source = _trajectory(files, recording, device)
+        if files.hand_tracking:
+            tracking = HandTracking.read(files.hand_tracking, min_hand_confidence)
+            hand_source = "mps"
+        else:
+            tracking = recording.hand_tracking(min_hand_confidence)
+            hand_source = None if tracking is None else "device"
         return cls(
             files=files,
             recording=recording,
+            device=device,
             times_ns=times,
             calibrations=calibrations,
-            trajectory=Trajectory.read(files.trajectory),
-            camera=OutputCamera.for_source(factory, width, height, focal_scale),
+            trajectory=trajectory,
+            pose_source=pose_source,
+            camera=OutputCamera.for_source(factory, width, height, device, focal_scale),
             tracking=tracking,
+            hand_source=hand_source,
         )
 
     def calibration_at(self, index: int) -> Any:
@@ -94,3 +102,24 @@ class CaptureSource:
                 for i in indices
             ]
         )
+
+
+def _trajectory(
+    files: CaptureFiles, recording: Recording, device: AriaDevice
+) -> tuple[Trajectory, str]:
+    """MPS's closed loop when the capture has it, else the recording's own VIO, else one line
+    saying what would pose the capture."""
+    if files.trajectory is not None:
+        return Trajectory.read(files.trajectory), "mps"
+    vio = recording.vio_trajectory()
+    if vio is not None:
+        return vio, "vio"
+    from dwm_data.registry import SOURCES
+
+    ego = ", or build-ego (structure from motion)" if "build-ego" in SOURCES else ""
+    raise UnitError(
+        "capture",
+        f"{files.name} has no MPS closed_loop_trajectory.csv and its recording no on-device VIO "
+        f"(Aria {device.name}{' records none' if not device.records_poses else ''}): "
+        f"run MPS on it{ego}",
+    )

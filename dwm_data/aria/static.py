@@ -2,6 +2,10 @@
 
 Every few exploration frames is held out of training; its PSNR is the one figure that says how
 well the splat renders views it has not seen, and it is stored with every sample.
+
+The splat starts from MPS's semidense points; a capture without MPS (a Gen2 recording posed by
+its own VIO) has none, and starts from random points inside the exploration views instead, as
+gsplat's trainer does without structure from motion.
 """
 
 from __future__ import annotations
@@ -29,6 +33,27 @@ class SceneFit:
     gaussians: int
     steps: int
     seconds: float
+
+
+NEAR_M, FAR_M = 0.3, 4.0  # depth range of random initial points: arm's length to a room's far wall
+
+
+def view_points(views: Views, count: int, rng: np.random.Generator) -> np.ndarray:
+    """(count, 3) world points at random depths along random static-scene pixels of the views."""
+    images, viewmats, Ks = views.images, views.viewmats.numpy(), views.Ks.numpy()
+    height, width = images.shape[1:3]
+    view = rng.integers(0, len(views), count)
+    u, v = rng.uniform(0, width, count), rng.uniform(0, height, count)
+    if views.masks is not None:
+        inside = views.masks.numpy()[view, v.astype(int), u.astype(int)]
+        view, u, v = view[inside], u[inside], v[inside]
+    depth = rng.uniform(NEAR_M, FAR_M, len(view))
+    K = Ks[view]  # gsplat's K: pixel centres at +0.5, as u and v above
+    cam = np.stack(
+        [(u - K[:, 0, 2]) / K[:, 0, 0] * depth, (v - K[:, 1, 2]) / K[:, 1, 1] * depth, depth], -1
+    )
+    camera_world = np.linalg.inv(viewmats[view])
+    return np.einsum("nij,nj->ni", camera_world[:, :3, :3], cam) + camera_world[:, :3, 3]
 
 
 def split_heldout(count: int, every: int) -> tuple[list[int], list[int]]:

@@ -1,6 +1,7 @@
-"""MPS closed-loop trajectories, interpolated at frame timestamps.
+"""Device trajectories (MPS closed loop, or a Gen2 recording's own VIO), interpolated at frame
+timestamps.
 
-The trajectory is sampled at 1 kHz; nerfstudio takes the next sample, which is fine for a pose
+MPS's trajectory is sampled at 1 kHz, Gen2's high-frequency VIO at 800 Hz; nerfstudio takes the next sample, which is fine for a pose
 but not for a rolling-shutter frame time, so we slerp between the two neighbours.
 """
 
@@ -31,10 +32,15 @@ class Trajectory:
         poses = mps.read_closed_loop_trajectory(str(path))
         if not poses:
             raise UnitError("trajectory", f"{path.name} holds no poses")
-        times = np.array([int(p.tracking_timestamp.total_seconds() * 1e6) * 1000 for p in poses])
-        mats = np.stack([se3_matrix(p.transform_world_device) for p in poses])
+        times = [int(p.tracking_timestamp.total_seconds() * 1e6) * 1000 for p in poses]
+        return cls.from_poses(times, [se3_matrix(p.transform_world_device) for p in poses])
+
+    @classmethod
+    def from_poses(cls, times_ns: list[int], world_device: list[np.ndarray]) -> Trajectory:
+        """Poses in any order (VIO streams and CSVs are not always sorted)."""
+        times = np.asarray(times_ns, dtype=np.int64)
         order = np.argsort(times, kind="stable")
-        return cls(times[order].astype(np.int64), mats[order])
+        return cls(times[order], np.stack(world_device)[order])
 
     def covers(self, t_ns: np.ndarray) -> bool:
         t = np.asarray(t_ns)
