@@ -47,6 +47,14 @@ RetryOpt = Annotated[
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", metavar="", help="Delete OUT first instead of resuming it.")
 ]
+DetachOpt = Annotated[
+    bool,
+    typer.Option(
+        "--detach",
+        metavar="",
+        help="Slurm: submit and return; the same command later attaches to the queued job.",
+    ),
+]
 QuietOpt = Annotated[
     bool,
     typer.Option("--quiet", "-q", metavar="", help="No progress bar."),
@@ -65,6 +73,7 @@ def run_options(
     executor: ExecutorOpt = None,
     retry_failed: RetryOpt = False,
     overwrite: OverwriteOpt = False,
+    detach: DetachOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """The parameters every builder command shares (a template read by `cli.generate`)."""
@@ -96,12 +105,15 @@ def run_build(
     executor: str | None = None,
     retry_failed: bool = False,
     overwrite: bool = False,
+    detach: bool = False,
     quiet: bool = False,
 ) -> None:
     """Run a builder into OUT, print the summary, exit 1 if any unit failed (3 if unfinished)."""
     from dwm_data.build import build
 
-    resolved = load_recipe(recipe, overrides, workers=workers, tasks=tasks, executor=executor)
+    resolved = load_recipe(
+        recipe, overrides, workers=workers, tasks=tasks, executor=executor, detach=detach or None
+    )
     try:
         result = build(
             builder,
@@ -118,6 +130,12 @@ def run_build(
         )
         raise typer.Exit(3) from None
     print_summary(result.status, result.seconds)
+    if resolved.run.detach and not result.status.finished:
+        console().print(
+            f"submitted to Slurm; follow it with `dwm-data status {out}`, or re-run the same "
+            "command (without --detach) to wait for it and write dataset.json"
+        )
+        return
     if result.stopped:
         console().print(
             f"[yellow]stopped[/yellow]: {result.status.done} units kept in closed shards, "

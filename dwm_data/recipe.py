@@ -163,8 +163,16 @@ class RunConfig(Strict):
     units_per_process: int = Field(25, gt=0)
     # how often a crashed or killed task is restarted before giving up
     restarts: int = Field(3, ge=0)
+    # slurm only: submit the arrays and return; re-running the command attaches to them
+    detach: bool = False
     slurm: SlurmConfig = SlurmConfig()
     ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _detach_on_slurm(self) -> RunConfig:
+        if self.detach and self.executor != "slurm":
+            raise ValueError("detach needs the slurm executor (--executor slurm)")
+        return self
 
 
 class Recipe(BaseModel):

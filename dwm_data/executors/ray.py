@@ -1,7 +1,8 @@
 """The Ray backend: each task is a Ray Core task that supervises its own worker processes.
 
 Ray schedules by the CPU/GPU/memory each task asks for, across a cluster that shares the run
-folder's filesystem. The Ray task is the task's living supervisor (`supervise`): it sees its
+folder's filesystem; each Ray task's workers see only the GPUs Ray gave it, and
+`ray/placements.jsonl` says which node ran which task. The Ray task is the task's living supervisor (`supervise`): it sees its
 workers die and charges the unit; when the Ray task itself is lost (a node, the driver), no unit
 is charged and the task is submitted again. Stopping cancels the tasks gently (a
 KeyboardInterrupt in the wrapper), which stops its worker cleanly.
@@ -9,6 +10,7 @@ KeyboardInterrupt in the wrapper), which stops its worker cleanly.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -24,7 +26,24 @@ from dwm_data.runs.folder import RunFolder
 
 
 def _attempt(root: str, task: int, config: dict, retry_failed: bool) -> bool:
+    import ray
+
+    gpus = [str(g) for g in ray.get_gpu_ids()]
+    see_only(gpus)
+    node = ray.get_runtime_context().get_node_id()
+    placements = Path(root) / "ray" / "placements.jsonl"
+    placements.parent.mkdir(exist_ok=True)
+    records.append_line(placements, {"task": task, "node": node, "gpus": gpus, "time": time.time()})
     return supervise(root, task, RunConfig.model_validate(config), retry_failed)
+
+
+def see_only(gpus: list[str]) -> None:
+    """Give the task's workers (spawned after this) exactly the GPUs Ray assigned to the task.
+
+    Ray sets CUDA_VISIBLE_DEVICES only for a task that holds GPUs; one with none keeps what the
+    node was started with (on a Slurm allocation, all of its GPUs), so it is set here always.
+    """
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
 
 
 def _keep_stop_signals(stop: threading.Event) -> None:

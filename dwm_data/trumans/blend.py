@@ -8,6 +8,7 @@ module: slotted actions (4.4+) need a slot assigned or the action silently does 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -176,6 +177,9 @@ def configure_cycles(
 
 
 def _gpu_device(bpy: Any) -> str:
+    """OptiX, else CUDA, on the GPUs this worker may use (Cycles lists only those in
+    CUDA_VISIBLE_DEVICES, which the executor narrows to the task's), else the CPU, loudly: a
+    cluster task that meant to render on its GPU must not quietly take hours on the CPU."""
     prefs = bpy.context.preferences.addons["cycles"].preferences
     for kind in ("OPTIX", "CUDA"):
         try:
@@ -188,6 +192,10 @@ def _gpu_device(bpy: Any) -> str:
             for d in prefs.devices:
                 d.use = d.type == kind
             return kind
+    logging.getLogger(__name__).warning(
+        "Cycles found no OptiX or CUDA device (CUDA_VISIBLE_DEVICES=%r); rendering on the CPU",
+        os.environ.get("CUDA_VISIBLE_DEVICES"),
+    )
     return "CPU"
 
 
