@@ -23,10 +23,15 @@ def status(
     out: Annotated[Path, typer.Argument(help="A run folder.")],
 ) -> None:
     """Progress, running units and failures of a run, read from its files alone."""
+    from dwm_data.executors.slurm import job_summaries, queued_jobs
+    from dwm_data.runs.folder import RunFolder
     from dwm_data.runs.status import run_status
 
     state = run_status(out)
     print_summary(state)
+    folder = RunFolder(out)
+    for line in job_summaries(folder):
+        console().print(line)
     now = time.time()
     for item in state.running:
         console().print(
@@ -39,7 +44,11 @@ def status(
         "running": "running",
         "stopped": "stopped (nothing is running); re-run the same command to resume",
     }
-    console().print(messages[state.state])
+    queued = queued_jobs(folder) if state.state == "stopped" else []
+    if queued:
+        console().print(f"queued on Slurm (job {', '.join(queued)})")
+    else:
+        console().print(messages[state.state])
 
 
 def run_task(
