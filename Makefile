@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 # Debian libraries that bpy, MediaPipe/OpenCV and pyrender load at import time.
 SYSTEM_LIBS := libx11-6 libxext6 libxrender1 libxxf86vm1 libxfixes3 libxi6 libxkbcommon0 libsm6 \
 	libice6 libxt6 libxcb1 libgl1 libgomp1 libglib2.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri
+# The one-node Slurm the cluster tests start (tests/slurm_cluster.py); without them those skip.
+CLUSTER_TOOLS := slurm-wlm munge
 
-.PHONY: setup system-libs demo test test-fast lint bench
+.PHONY: setup system-libs cluster-tools demo test test-fast lint bench
 
 setup: $(VENV)/.installed
 
@@ -16,6 +18,14 @@ system-libs:
 		echo "installing system libraries: $$missing"; \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 		else echo "run as root: apt-get install $$missing" && exit 1; fi; \
+	fi
+
+cluster-tools:
+	@missing=$$(for p in $(CLUSTER_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then echo "installing cluster tools: $$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else echo "the Slurm tests skip: run as root: apt-get install $$missing"; fi; \
 	fi
 
 # torch first and alone: a CPU wheel is on local disk, and naming it in every call keeps pip
@@ -40,7 +50,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | system-libs
 demo: setup
 	$(BIN)/dwm-data demo
 
-test: setup lint
+test: setup lint cluster-tools
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
