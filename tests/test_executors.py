@@ -61,3 +61,12 @@ def test_slurm_without_sbatch_says_where_the_script_is(tmp_path, monkeypatch):
     with pytest.raises(DwmDataError, match=r"sbatch not found.*array-0.sbatch"):
         build(BUILDER, {"units": 2}, recipe, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "slurm" / "array-0.sbatch").exists()
+
+
+def test_an_element_that_asked_no_gpu_sees_none_and_detach_is_for_slurm(tmp_path):
+    recipe = load_recipe("tiny", ["run.executor=slurm"])
+    script = array_script(tmp_path, [0], recipe.run, retry_failed=False)
+    assert "export CUDA_VISIBLE_DEVICES=\n" in script and "--gres" not in script
+    with pytest.raises(DwmDataError, match="detach needs the slurm executor"):
+        load_recipe("tiny", ["run.detach=true"])
+    assert load_recipe("tiny", ["run.executor=slurm", "run.detach=true"]).run.detach
