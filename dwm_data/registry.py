@@ -93,6 +93,22 @@ SOURCES: dict[str, Source] = {
             knobs="dwm_data.aria.options:AriaSettings",
             demo="dwm_data.fixtures.aria:demo_stage",
         ),
+        Source(
+            "caption",
+            """Write the prompts of shards with a vision-language model, as the official data's.
+
+            Frames sampled from the interaction video and the source's prompt as hints go through a
+            local vision-language model (--vlm), then optionally a local language model rewrites
+            the caption (--rewriter). The result replaces txt; the old prompt, the raw caption,
+            the models and the settings go in json; the videos are kept byte for byte.
+            --captioner labels keeps the source's prompts. Recipe knobs: caption.frames,
+            caption.template, caption.rewrite_template, caption.batch_size, ...""",
+            builder="dwm_data.caption.builder:CaptionBuilder",
+            options="dwm_data.caption.options:CaptionOptions",
+            section="caption",
+            knobs="dwm_data.caption.options:CaptionSection",
+            demo="dwm_data.fixtures.caption:demo_stage",
+        ),
     )
 }
 

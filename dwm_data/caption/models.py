@@ -1,0 +1,141 @@
+"""Chat models from local folders (transformers), batched: the captioner sees frames, the
+rewriter text only.
+
+Frames go to the processor as images, never as a video: a processor's video path needs
+torchvision, which this install does not carry (transformers' Qwen2-VL, SmolVLM2 and InternVL
+processors cannot even be built without it; Idefics3-based SmolVLM folders can).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dwm_data.errors import DwmDataError
+from dwm_data.extras import require
+
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int
+    temperature: float  # 0: greedy
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+
+def check_folder(folder: Path, what: str, hint: str) -> None:
+    """One line when a model folder is missing or is not a transformers folder."""
+    if not (folder / "config.json").is_file():
+        raise DwmDataError(f"caption: no {what} at {folder} (no config.json there); {hint}")
+
+
+def check_processor(folder: Path) -> None:
+    """A processor that needs torchvision fails when it is built; say so before any unit runs."""
+    if importlib.util.find_spec("torchvision") is not None:
+        return
+    for name in PROCESSOR_FILES:
+        path = folder / name
+        if path.is_file():
+            found = json.loads(path.read_text()).get("processor_class")
+            if found:
+                break
+    else:
+        return
+    cls = getattr(require("transformers", "train"), found, None)
+    if cls is not None and "video_processor" in cls.get_attributes():
+        raise DwmDataError(
+            f"caption: {folder} uses {found}, which transformers builds only with torchvision "
+            "(not installed); use an Idefics3 (SmolVLM) folder or install a torchvision "
+            "matching torch"
+        )
+
+
+def device_and_dtype(device: str) -> tuple[str, Any]:
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DwmDataError("caption: --device cuda, but torch sees no GPU")
+    return device, torch.bfloat16 if device == "cuda" else torch.float32
+
+
+class ChatModel:
+    """A local chat model: a vision-language model (`images=True`) or a causal language model."""
+
+    def __init__(self, folder: Path, device: str, images: bool):
+        transformers = require("transformers", "train")
+
+        self.device, dtype = device_and_dtype(device)
+        self.images = images
+        if images:
+            self.processor = transformers.AutoProcessor.from_pretrained(folder)
+            self.tokenizer = self.processor.tokenizer
+            loader = transformers.AutoModelForImageTextToText
+        else:
+            self.processor = self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+            loader = transformers.AutoModelForCausalLM
+        self.tokenizer.padding_side = "left"  # batched generation continues every row at its end
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = loader.from_pretrained(folder, dtype=dtype).to(self.device).eval()
+        self.name = Path(folder).name
+
+    def generate(
+        self, texts: list[str], sampling: Sampling, frames: list[np.ndarray] | None = None
+    ) -> list[str]:
+        """One answer per text (with its frames, (F, H, W, 3) uint8, for a captioner)."""
+        import torch
+
+        messages = [
+            self._messages(text, None if frames is None else len(frames[i]))
+            for i, text in enumerate(texts)
+        ]
+        prompts = [
+            self.processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+            for m in messages
+        ]
+        if self.images:
+            from PIL import Image
+
+            images = [[Image.fromarray(frame) for frame in clip] for clip in frames or []]
+            inputs = self.processor(text=prompts, images=images, return_tensors="pt", padding=True)
+        else:
+            # the chat template wrote the special tokens already
+            inputs = self.tokenizer(
+                prompts, return_tensors="pt", padding=True, add_special_tokens=False
+            )
+        inputs = inputs.to(self.device)
+        torch.manual_seed(sampling.seed)
+        sample = sampling.temperature > 0
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=sampling.max_new_tokens,
+                do_sample=sample,
+                temperature=sampling.temperature if sample else None,
+                top_p=1.0 if sample else None,
+                top_k=None,
+                repetition_penalty=sampling.repetition_penalty,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        answers = out[:, inputs["input_ids"].shape[1] :]
+        return [
+            text.strip() for text in self.tokenizer.batch_decode(answers, skip_special_tokens=True)
+        ]
+
+    def _messages(self, text: str, frames: int | None) -> list[dict[str, Any]]:
+        if frames is None:
+            return [{"role": "user", "content": text}]
+        content: list[dict[str, str]] = []
+        for index in range(frames):  # the official prompt numbers the frames
+            content += [{"type": "text", "text": f"Frame{index + 1}: "}, {"type": "image"}]
+            content.append({"type": "text", "text": "\n"})
+        return [{"role": "user", "content": [*content, {"type": "text", "text": text}]}]
