@@ -188,26 +188,47 @@ def latents_from_moments(moments, scaling: float, generator=None, mode: bool = F
 
 
 def resolve_base(name: str, width: int, height: int, frames: int) -> Path:
-    """The base-model folder for a recipe's `base_model`: a path, or "tiny" for the random CPU
-    model, written once per geometry under $DWM_MODEL_CACHE (default ~/.cache/dwm-data)."""
+    """The base-model folder for a recipe's `base_model`: a path, or "tiny" / "tiny-wan" for the
+    random CPU models (CogVideoX, Wan), written once per geometry under $DWM_MODEL_CACHE
+    (default ~/.cache/dwm-data)."""
     import os
     import shutil
     import tempfile
 
-    if name != "tiny":
+    from dwm_model.backbone import base_kind
+
+    if name not in TINY:
         return Path(name).expanduser().resolve()
     root = Path(os.environ.get("DWM_MODEL_CACHE", Path.home() / ".cache" / "dwm-data"))
-    folder = root / f"tiny-{width}x{height}x{frames}"
-    if _missing(folder):
-        from dwm_model.tiny import create_tiny_base
+    folder = root / f"{name}-{width}x{height}x{frames}"
+    kind = "wan" if name == "tiny-wan" else "cogvideox"
+    incomplete = not folder.is_dir() or base_kind(folder) != kind or _tiny_missing(folder, kind)
+    if incomplete:
+        import importlib
 
+        module, function = TINY[name].split(":")
+        create = getattr(importlib.import_module(module), function)
         root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=root, prefix=".tiny-"))
-        create_tiny_base(scratch, width, height, frames)
-        if folder.exists() and _missing(folder):  # written by an earlier dwm_model.tiny
+        create(scratch, width, height, frames)
+        if folder.exists():  # written by an earlier dwm_model.tiny
             shutil.rmtree(folder, ignore_errors=True)
         try:
             scratch.rename(folder)
         except OSError:  # another process won the race; its copy is identical
             shutil.rmtree(scratch, ignore_errors=True)
     return folder
+
+
+TINY = {
+    "tiny": "dwm_model.tiny:create_tiny_base",
+    "tiny-wan": "dwm_model.tiny_wan:create_tiny_wan_base",
+}
+
+
+def _tiny_missing(folder: Path, kind: str) -> list[str]:
+    if kind == "cogvideox":
+        return _missing(folder)
+    from dwm_model.wan import Wan
+
+    return Wan.missing(folder)

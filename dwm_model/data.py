@@ -248,10 +248,11 @@ def cache_fingerprint(
     """What a latent cache depends on; a cache made under another one is not used."""
     import hashlib
 
+    from dwm_model.backbone import fingerprint_files
+
     digest = hashlib.sha256()
-    for part in ("vae", "text_encoder", "tokenizer"):
-        for name in sorted((base_folder / part).glob("*.json")):
-            digest.update(name.read_bytes())
+    for name in fingerprint_files(base_folder):
+        digest.update(name.read_bytes())
     return {
         "models": digest.hexdigest()[:16],
         "frames": frames,

@@ -11,9 +11,10 @@ text.
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -26,38 +27,64 @@ if TYPE_CHECKING:
 
 
 class WorldModel:
-    """A base model with trained DWM weights (ours or the official release), ready to sample."""
+    """A base model with trained DWM weights (ours or the official release), ready to sample;
+    everything base-specific goes through its backbone (`dwm_model.backbone`)."""
 
     def __init__(
         self, base_folder: Path, weights: Path | None = None, condition_channels: int = 16
     ):
         import torch
 
-        from dwm_model.base import Base
-        from dwm_model.model import adapter_settings, add_lora, load_weights, load_world_model
+        from dwm_model.backbone import open_backbone
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        self.base = Base(base_folder, device, dtype)
-        self.transformer = load_world_model(self.base, condition_channels)
-        self.text_length = 226
+        self.base = base = open_backbone(base_folder, device, dtype)
+        self.transformer = base.world_transformer(condition_channels)
+        self.text_length = base.text_length
         if weights is not None:
-            settings = adapter_settings(weights)
-            targets = tuple(settings.get("targets", ("to_k", "to_q", "to_v", "to_out.0")))
-            add_lora(self.transformer, settings["rank"], settings["alpha"], targets, ())
-            load_weights(self.transformer, weights)
+            settings = base.adapter_settings(weights)
+            targets = tuple(settings.get("targets", base.lora_targets))
+            base.add_lora(self.transformer, settings["rank"], settings["alpha"], targets, ())
+            base.load_weights(self.transformer, weights)
             self.text_length = settings.get("text_length", self.text_length)
         self.transformer.eval()
 
     @classmethod
-    def from_weights(cls, weights: Path, base_folder: Path | None = None) -> WorldModel:
-        """Weights of a run (its base model is on record) or any folder holding the two files."""
-        from dwm_model.model import adapter_settings
+    def from_pretrained(cls, weights: Path, base_folder: Path | None = None) -> WorldModel:
+        """Weights of a run (its base model is on record) or any folder holding the official
+        weight files of a base (then `base_folder` names the base)."""
+        from dwm_model.model import ADAPTER_FILE
 
-        base = base_folder or adapter_settings(weights).get("base_model")
+        record = weights / ADAPTER_FILE
+        base = base_folder or (
+            json.loads(record.read_text()).get("base_model") if record.is_file() else None
+        )
         if base is None:
             raise DwmDataError(f"{weights} does not record its base model; pass --base-model")
         return cls(Path(base), weights)
+
+    from_weights = from_pretrained  # the name the CLI has always used
+
+    def save_pretrained(self, folder: Path, record: dict[str, Any]) -> None:
+        """The weight files in the base's official layout, plus our adapter record. The base's
+        fully trained layers are marked for the non-LoRA file only while it is written."""
+        import re
+
+        marked = [
+            param
+            for name, param in self.transformer.named_parameters()
+            if "lora" not in name and not param.requires_grad
+            and any(re.search(p, name) for p in self.base.trainable_patterns)
+        ]  # fmt: skip
+        for param in marked:
+            param.requires_grad_(True)
+        try:
+            full = {"base_model": str(self.base.folder), **record}
+            self.base.save_weights(self.transformer, folder, full)
+        finally:
+            for param in marked:
+                param.requires_grad_(False)
 
     def generate(
         self,
@@ -77,8 +104,6 @@ class WorldModel:
         torch's global one); the official batch inference seeds sample i with seed + i."""
         import torch
 
-        from dwm_model.model import predict
-
         if static.shape != hand.shape:
             raise DwmDataError(f"static video is {static.shape}, hand video is {hand.shape}")
         check_geometry(static.shape[0], static.shape[2], static.shape[1])
@@ -87,59 +112,44 @@ class WorldModel:
         static_lat = self._encode(static)
         latents = torch.randn(static_lat.shape, generator=generator).to(base.device)
         hand_lat = self._encode(hand if use_hand else np.zeros_like(hand), generator)
-        mask = self._mask(static.shape, static_lat.shape)
+        mask = base.inference_mask(static.shape, static_lat.shape)
         guided = use_prompt and guidance > 1.0
         texts = ([""] if guided else []) + [prompt if use_prompt else ""]
         embeds = base.encode_prompts(texts, self.text_length)
         branches = len(texts)
         static_lat, hand_lat, mask = (
-            condition.repeat(branches, 1, 1, 1, 1) for condition in (static_lat, hand_lat, mask)
+            condition.repeat(branches, *[1] * (condition.dim() - 1))
+            for condition in (static_lat, hand_lat, mask)
         )
-        scheduler = base.scheduler
-        scheduler.set_timesteps(steps, device=base.device)
-        latents = latents * scheduler.init_noise_sigma
+
+        def guided_output(model_in, t):
+            output = base.predict(
+                self.transformer,
+                model_in.repeat(branches, *[1] * (model_in.dim() - 1)).to(base.dtype),
+                static_lat,
+                hand_lat,
+                embeds,
+                t.expand(branches),
+                mask=mask,
+            ).float()
+            if guided:
+                uncond, cond = output.chunk(2)
+                output = uncond + guidance * (cond - uncond)
+            return output
+
         with torch.no_grad():
-            for t in scheduler.timesteps:
-                model_in = scheduler.scale_model_input(latents.repeat(branches, 1, 1, 1, 1), t)
-                velocity = predict(
-                    self.transformer,
-                    model_in.to(base.dtype),
-                    static_lat,
-                    hand_lat,
-                    embeds,
-                    t.expand(branches),
-                    base.scaling_factor,
-                    mask=mask,
-                ).float()
-                if guided:
-                    uncond, cond = velocity.chunk(2)
-                    velocity = uncond + guidance * (cond - uncond)
-                latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
+            latents = base.denoise(latents, steps, guided_output)
         return decoded_frames(base.decode_latents(latents)[0])
 
     def _encode(self, frames: np.ndarray, generator=None):
-        """[1, f, 16, h, w] scaled latents of a video: a sample of the VAE's distribution when a
+        """[1, ...] model-layout latents of a video: a sample of the VAE's distribution when a
         generator is given (the hand video, as the official pipeline), else its mean (the static
         video, which the official pipeline encodes as the InP "masked video", by its mode, with
         no noise added: its transformer class drops the base config's add_noise_in_inpaint_model)."""
-        from dwm_model.base import latents_from_moments
         from dwm_model.data import to_tensor
 
         moments = self.base.encode_moments(to_tensor(frames)[None])
-        scaling = self.base.scaling_factor
-        return latents_from_moments(moments, scaling, generator, mode=generator is None)
-
-    def _mask(self, video_shape: tuple[int, ...], latent_shape):
-        """The mask channel from the all-zero mask video the official inference passes."""
-        import torch
-
-        from dwm_model.model import inpaint_mask
-
-        frames, height, width, _ = video_shape
-        zeros = torch.zeros((1, 1, frames, height, width), device=self.base.device)
-        _, latent_frames, _, latent_height, latent_width = latent_shape
-        scaling = self.base.scaling_factor
-        return inpaint_mask(zeros, latent_frames, latent_height, latent_width, scaling)
+        return self.base.latents(moments, generator, mode=generator is None)
 
 
 def decoded_frames(video) -> np.ndarray:

@@ -45,13 +45,15 @@ def encode_shards(
     import webdataset as wds
     from safetensors.torch import save_file
 
-    from dwm_model.base import Base
+    from dwm_model.backbone import open_backbone
 
     video = recipe.video
     cfg = recipe.section("train", TrainConfig)
     check_geometry(video.frames, video.width, video.height)
     cuda = torch.cuda.is_available()
-    base = Base(base_folder, "cuda" if cuda else "cpu", torch.bfloat16 if cuda else torch.float32)
+    base = open_backbone(
+        base_folder, "cuda" if cuda else "cpu", torch.bfloat16 if cuda else torch.float32
+    )
     fingerprint = cache_fingerprint(
         base_folder, video.frames, video.width, video.height, cfg.max_text_length
     )

@@ -70,9 +70,9 @@ class Trainer:
     ):
         import torch
 
-        from dwm_model.base import Base, resolve_base
+        from dwm_model.backbone import open_backbone
+        from dwm_model.base import resolve_base
         from dwm_model.data import cache_fingerprint, cached_shards, geometry_note
-        from dwm_model.model import add_lora, load_world_model
 
         self.cfg = cfg = recipe.section("train", TrainConfig)
         video = recipe.video
@@ -84,7 +84,7 @@ class Trainer:
         self.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if cuda else "cpu"
         dtype = torch.bfloat16 if cuda and cfg.bf16 else torch.float32
         self.base_folder = resolve_base(cfg.base_model, video.width, video.height, video.frames)
-        self.base = Base(self.base_folder, self.device, dtype)
+        self.base = open_backbone(self.base_folder, self.device, dtype)
         fingerprint = cache_fingerprint(
             self.base_folder, video.frames, video.width, video.height, cfg.max_text_length
         )
@@ -95,8 +95,8 @@ class Trainer:
         if note:
             notify(note)
         torch.manual_seed(cfg.seed)
-        self.transformer = load_world_model(self.base, cfg.condition_channels)
-        self.params = add_lora(
+        self.transformer = self.base.world_transformer(cfg.condition_channels)
+        self.params = self.base.add_lora(
             self.transformer,
             cfg.lora_rank,
             cfg.lora_alpha,
@@ -168,14 +168,11 @@ class Trainer:
         """Scaled [B, F, C, h, w] latents and prompt embeddings, with hand and prompt dropout."""
         import torch
 
-        from dwm_model.base import latents_from_moments
-
-        scaling = self.base.scaling_factor
         out = {}
         for name in ("video", "static", "hand"):
             moments = batch[name] if self.cache else self.base.encode_moments(batch[name])
             moments = moments.to(self.device, torch.float32)
-            out[name] = latents_from_moments(moments, scaling, self.generator)
+            out[name] = self.base.latents(moments, self.generator)
         if self.cache:
             embeds = batch["prompt_embeds"].to(self.device, self.base.dtype)
         else:
@@ -191,29 +188,21 @@ class Trainer:
 
     # -- the objective ----------------------------------------------------------------------
     def loss(self, latents: dict[str, Any]):
-        """MSE between predicted and true velocity: elementwise equal to the official
-        (1/(1-a_t)) x0 loss, without its 1176x weight blow-up near t = 0."""
+        """MSE between the model's output and the base's training target (CogVideoX: the
+        velocity, elementwise the official (1/(1-a_t)) x0 loss without its 1176x blow-up near
+        t = 0; Wan: the flow-matching target noise - x0, unweighted as the official "none")."""
         import torch
 
-        from dwm_model.model import predict
-
-        scheduler = self.base.scheduler
-        z0 = latents["video"]
-        steps = scheduler.config.num_train_timesteps
-        t = torch.randint(0, steps, (z0.shape[0],), generator=self.generator).to(self.device)
-        noise = torch.randn(z0.shape, generator=self.generator).to(self.device)
-        noisy = scheduler.add_noise(z0, noise, t)
-        target = scheduler.get_velocity(z0, noise, t)
+        noisy, t, target = self.base.training_example(latents["video"], self.generator)
         bf16 = self.base.dtype == torch.bfloat16
         with torch.autocast(self.device_type, torch.bfloat16, enabled=bf16):
-            pred = predict(
+            pred = self.base.predict(
                 self.transformer,
                 noisy.to(self.base.dtype),
                 latents["static"],
                 latents["hand"],
                 latents["prompt_embeds"],
                 t,
-                self.base.scaling_factor,
                 self.runner,
             )
         return torch.nn.functional.mse_loss(pred.float(), target.float())
@@ -236,13 +225,11 @@ class Trainer:
         import numpy as np
         import torch
 
-        from dwm_model.model import save_weights
-
         folder = self.out / CHECKPOINTS / f"step-{self.position.step:06d}"
         scratch = folder.with_name(folder.name + ".tmp")
         if self.rank == 0:
             shutil.rmtree(scratch, ignore_errors=True)
-            save_weights(self.transformer, scratch, self.adapter_record())
+            self.base.save_weights(self.transformer, scratch, self.adapter_record())
             torch.save(self.optimizer.state_dict(), scratch / "optimizer.pt")
             torch.save(self.lr_schedule.state_dict(), scratch / "lr_schedule.pt")
             (scratch / "position.json").write_text(json.dumps(self.position.__dict__))
@@ -269,9 +256,7 @@ class Trainer:
         import numpy as np
         import torch
 
-        from dwm_model.model import load_weights
-
-        load_weights(self.transformer, folder)
+        self.base.load_weights(self.transformer, folder)
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         self.lr_schedule.load_state_dict(torch.load(folder / "lr_schedule.pt", weights_only=True))
         rng_file = folder / f"rng-{self.rank}.pt"
@@ -319,8 +304,6 @@ class Trainer:
         import torch
         from rich.progress import Progress, TextColumn, TimeElapsedColumn
         from torch.utils.tensorboard import SummaryWriter
-
-        from dwm_model.model import save_weights
 
         cfg, pos = self.cfg, self.position
         result = TrainResult(self.out, pos, cached=bool(self.cache))
@@ -382,7 +365,7 @@ class Trainer:
                     self.save_checkpoint()
         if lead:
             board.close()
-            save_weights(self.transformer, self.out, self.adapter_record())
+            self.base.save_weights(self.transformer, self.out, self.adapter_record())
         barrier(self.world)
         return result
 

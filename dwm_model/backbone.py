@@ -1,0 +1,102 @@
+"""The one seam between the world model and a base video model.
+
+Train, sample, encode, eval and the latent cache talk to a base only through `Backbone`: a
+base is one module (`dwm_model.cogvideox`, `dwm_model.wan`) holding one class with these
+methods, so a new base is one new file plus one line in `KINDS`. Latents keep the base's own
+layout ([B, F, C, h, w] for CogVideoX, [B, C, F, h, w] for Wan) end to end; only the backbone
+looks inside them, the trainer and sampler treat them as opaque tensors with a batch axis first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+from dwm_data.errors import MissingAssetError
+
+# module: class, in the order the folder layouts are tried
+KINDS = {"wan": "dwm_model.wan:Wan", "cogvideox": "dwm_model.cogvideox:CogVideoX"}
+
+
+class Backbone(Protocol):
+    """What a base model provides; `Any` tensors are torch tensors (imported lazily)."""
+
+    folder: Path
+    device: Any
+    dtype: Any
+    kind: str
+    # The official recipe's defaults for this base (the adapter record overrides them).
+    lora_targets: tuple[str, ...]
+    trainable_patterns: tuple[str, ...]  # regexes of the fully trained layers
+    text_length: int
+
+    def world_transformer(self, condition_channels: int) -> Any:
+        """The base transformer widened by the zero-initialised hand channels."""
+
+    def encode_prompts(self, prompts: list[str], max_length: int) -> Any: ...
+
+    def encode_moments(self, videos: Any) -> Any:
+        """VAE moments (mean | logvar) of [B, 3, F, H, W] videos in [-1, 1]."""
+
+    def latents(self, moments: Any, generator: Any = None, mode: bool = False) -> Any:
+        """Normalised model-layout latents: a sample of the moments (or their mean)."""
+
+    def decode_latents(self, latents: Any) -> Any:
+        """Model-layout latents to [B, 3, F, H, W] videos in [-1, 1]."""
+
+    def training_example(self, z0: Any, generator: Any) -> tuple[Any, Any, Any]:
+        """(noisy latents, timesteps, regression target) for one batch of clean latents."""
+
+    def predict(
+        self, transformer, noisy, static, hand, prompt_embeds, timesteps, runner=None, mask=None
+    ) -> Any:
+        """The transformer's output (same space as the training target) under the conditions."""
+
+    def inference_mask(self, video_shape: tuple[int, ...], latent_shape: Any) -> Any:
+        """The InP mask condition for an all-known static video, as the official inference."""
+
+    def denoise(self, latents: Any, steps: int, model: Any) -> Any:
+        """Run the base's sampler from initial noise; `model(latents, t)` is the guided output."""
+
+    def save_weights(self, transformer, folder: Path, record: dict[str, Any]) -> None: ...
+
+    def load_weights(self, transformer, folder: Path) -> None: ...
+
+    def adapter_settings(self, folder: Path) -> dict[str, Any]: ...
+
+    def add_lora(self, transformer, rank: int, alpha: int, targets, trainable) -> list: ...
+
+
+def _class(kind: str):
+    import importlib
+
+    module, name = KINDS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def base_kind(folder: Path) -> str:
+    """Which base a folder holds, from its layout: the Wan2.1-Fun release keeps a `WanModel`
+    config.json at its root; anything else is taken for the CogVideoX diffusers layout."""
+    config = folder / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("_class_name") == "WanModel":
+        return "wan"
+    return "cogvideox"
+
+
+def check_base(folder: Path) -> None:
+    """One clear line naming the missing parts of the base folder, before anything heavy."""
+    cls = _class(base_kind(folder))
+    missing = cls.missing(folder)
+    if missing:
+        raise MissingAssetError(f"base model ({', '.join(missing)})", str(folder), cls.HOW_TO_GET)
+
+
+def open_backbone(folder: Path, device: str = "cpu", dtype: Any = None) -> Backbone:
+    """The backbone of the base model in `folder` on one device, in one compute dtype."""
+    return _class(base_kind(folder))(folder, device, dtype)
+
+
+def fingerprint_files(folder: Path) -> list[Path]:
+    """The small files that identify the VAE and text encoder (what a latent cache depends on)."""
+    return _class(base_kind(folder)).identity_files(folder)
