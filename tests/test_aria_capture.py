@@ -192,6 +192,39 @@ def test_static_video_matches_ground_truth(tmp_path, tiny_recipe):
     assert hands.reshape(9, -1).max(axis=1).min() > 100  # the hand is drawn in every frame
 
 
+@pytest.mark.parametrize("device", ["Gen1", "Gen2"])
+def test_recorded_frames_stand_upright_on_either_device(device, tmp_path):
+    """Gen1 (square sensor, sideways) and Gen2 (4:3, upright) captures through aria-capture: the
+    clip's frames equal the room rendered from the sample's cameras and intrinsics."""
+    from dataclasses import replace
+
+    from dwm_data.aria.conventions import turn
+    from dwm_data.cameras import Intrinsics
+    from dwm_data.splat.ply import load_ply
+    from dwm_data.splat.render import gsplat_K
+    from dwm_data.splat.train import render_views
+    from dwm_data.video import decode
+
+    capture = write_synthetic_capture(tmp_path / device, replace(ROUGH, device=device))
+    (sample,) = _process(capture, few_steps(), tmp_path)
+    assert sample.meta["device"] == device and sample.meta["poses"] == "mps"
+    intr = Intrinsics(**sample.meta["intrinsics"], width=64, height=48)
+    video = decode(sample.video).astype(float) / 255
+
+    def error(cameras: np.ndarray) -> np.ndarray:
+        truth = render_views(
+            load_ply(capture / GROUND_TRUTH),
+            torch.from_numpy(np.linalg.inv(cameras)).float(),
+            torch.from_numpy(np.stack([gsplat_K(intr)] * len(cameras))).float(),
+            64,
+            48,
+        ).numpy()
+        return np.median(np.abs(video - truth), axis=(1, 2, 3))  # the hand covers a corner
+
+    right, upside_down = error(sample.camera), error(sample.camera @ turn(2))
+    assert right.max() < 0.03 and np.all(upside_down > 3 * right), (right, upside_down)
+
+
 def test_mps_hands_fitted_with_mano_render_meshes(rough_capture, tmp_path):
     """With MANO files (here generated ones in the real format), MPS landmarks become meshes."""
     from dwm_data.fixtures.mano import write_mano_models

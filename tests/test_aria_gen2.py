@@ -164,3 +164,57 @@ def test_gen1_capture_without_mps_is_refused_in_one_line(shared_data, tmp_path):
         CaptureSource.open(find_capture(root), 96, 64, 1.0, 0.5)
     assert "Gen1 records none" in str(info.value) and "\n" not in str(info.value)
     assert info.value.stage == "capture"
+
+
+@pytest.mark.slow
+def test_gen2_capture_without_mps_through_aria_capture(gen2_capture, gen2, tmp_path):
+    """The builder end to end on the real Gen2 file (3 frames: 2 explore, 1 clip frame): VIO
+    poses, on-device hands, random initial points, and an upright frame, as projectaria_tools
+    undistorts it, not the Gen1-turned one."""
+    import logging
+
+    from projectaria_tools.core import calibration
+
+    from dwm_data.builder import UnitContext, make_builder
+    from dwm_data.hands.track import HandTrack
+    from dwm_data.recipe import load_recipe
+    from dwm_data.video import decode
+
+    recipe = load_recipe(
+        "tiny",
+        [
+            "video.frames=1",
+            "video.fps=20",
+            "aria.min_train_frames=2",
+            "aria.max_points=500",
+            "aria.splat.steps=10",
+            "aria.splat.refine_stop=0",
+        ],
+    )
+    builder = make_builder("aria-capture", recipe, {"capture": str(gen2_capture), "starts": ["f2"]})
+    (unit,) = builder.plan()
+    builder.setup()
+    ctx = UnitContext(tmp_path / "scratch", logging.getLogger("test"))
+    (sample,) = builder.process(unit, ctx)
+
+    meta = sample.meta
+    assert (meta["device"], meta["poses"], meta["points"]) == ("Gen2", "vio", "random")
+    assert meta["hands"] == {"representation": "skeleton", "backend": "aria-device"}
+    assert meta["source_frames"] == [2]
+    expected = gen2.vio_trajectory().at(gen2.timestamps_ns()[[2]]) @ se3_matrix(
+        gen2.calibration().get_transform_device_camera()
+    )
+    assert np.allclose(sample.camera, expected, atol=1e-6)
+    assert HandTrack.from_npz(sample.hands).valid.all()
+
+    source = gen2.calibration()
+    focal = float(source.get_focal_lengths()[0]) * 64 / 2016
+    linear = calibration.get_linear_camera_calibration(
+        64, 48, focal, "reference", source.get_transform_device_camera()
+    )
+    reference = calibration.distort_by_calibration(gen2.frame(2), linear, source).astype(float)
+    turned = OutputCamera.for_source(source, 64, 48, GEN1).undistort(gen2.frame(2), source)
+    (video,) = decode(sample.video).astype(float)
+    upright_error = np.abs(video - reference).mean()
+    assert upright_error < 6 and upright_error < 0.3 * np.abs(video - turned).mean()
+    assert decode(sample.hand).max() > 100  # both hands drawn
