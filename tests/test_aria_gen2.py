@@ -164,6 +164,9 @@ def test_gen1_capture_without_mps_is_refused_in_one_line(shared_data, tmp_path):
         CaptureSource.open(find_capture(root), 96, 64, 1.0, 0.5)
     assert "Gen1 records none" in str(info.value) and "\n" not in str(info.value)
     assert info.value.stage == "capture"
+    from dwm_data.registry import SOURCES
+
+    assert ("build-ego" in str(info.value)) == ("build-ego" in SOURCES)
 
 
 @pytest.mark.slow
