@@ -23,11 +23,18 @@ MAX_ARRAY_SIZE = 8  # small, so a dozen tasks need two arrays
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 
 
+def _daemon(name: str) -> str:
+    """A daemon's path: /usr/sbin may be off a non-login root's PATH."""
+    return shutil.which(name) or str(Path("/usr/sbin", name))
+
+
 def missing() -> str | None:
     """Why a local Slurm cannot start here, or None."""
-    for tool in ("slurmctld", "slurmd", "sbatch", "munged"):
-        if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
-            return f"{tool} not found (make slurm installs slurm-wlm and munge)"
+    for tool in ("slurmctld", "slurmd", "munged"):
+        if not Path(_daemon(tool)).exists():
+            return f"{tool} not found (`make cluster-tools` installs slurm-wlm and munge)"
+    if shutil.which("sbatch") is None:
+        return "sbatch not found (`make cluster-tools` installs slurm-wlm)"
     if os.geteuid() != 0:
         return "a local Slurm runs its daemons as root"
     return None
@@ -104,8 +111,8 @@ class LocalSlurm:
     def start(self) -> None:
         self.write_config()
         self._start_munge()
-        subprocess.run(["slurmctld", "-f", str(self.conf)], check=True, env=self.env)
-        subprocess.run(["slurmd", "-f", str(self.conf)], check=True, env=self.env)
+        subprocess.run([_daemon("slurmctld"), "-f", str(self.conf)], check=True, env=self.env)
+        subprocess.run([_daemon("slurmd"), "-f", str(self.conf)], check=True, env=self.env)
         deadline = time.time() + 60
         while time.time() < deadline:
             state = self.run("sinfo", "-h", "-N", "-o", "%T", check=False).strip()
@@ -119,7 +126,7 @@ class LocalSlurm:
             return  # a munged already runs on this machine: use it, leave it
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         shutil.chown("/run/munge", "munge", "munge")
-        subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged", "--force"], check=True)
+        subprocess.run(["runuser", "-u", "munge", "--", _daemon("munged"), "--force"], check=True)
         pid_file = Path("/run/munge/munged.pid")
         deadline = time.time() + 10
         while not self._munge_answers() and time.time() < deadline:

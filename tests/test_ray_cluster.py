@@ -57,9 +57,7 @@ def test_a_node_killed_mid_run_loses_duplicates_and_charges_nothing(two_nodes, t
         folder = RunFolder(out)
         deadline = time.time() + 120
         while time.time() < deadline:
-            mine = [p["task"] for p in placements(out) if p["node"] == second.node_id]
-            if mine and (out / "manifests").exists():
-                task = mine[0]
+            for task in {p["task"] for p in placements(out) if p["node"] == second.node_id}:
                 closed = list(folder.manifests.glob(f"*-{task:05d}-*.json"))
                 if closed and records.read_running(folder, task).get("alive"):
                     cluster.remove_node(second)

@@ -113,7 +113,7 @@ def _element_running(out: Path, element: str, units_done: int) -> bool:
 
 
 def test_a_cancelled_and_a_timed_out_element_are_resubmitted(slurm, tmp_path, monkeypatch):
-    """Element 0 gets a one-minute limit (Slurm's smallest) while its 96 s task runs, element 1
+    """Element 0 gets a one-minute limit (Slurm's smallest) while its 112 s task runs, element 1
     is scancelled after its first unit; both tasks are resubmitted and finish."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # the submitter's; no GPU asked, none seen
     out = tmp_path / "run"
@@ -135,14 +135,14 @@ def test_a_cancelled_and_a_timed_out_element_are_resubmitted(slurm, tmp_path, mo
     started = time.time()
     result = build(
         "cluster_sources:DeviceBuilder",
-        {"units": 12, "delay": 16.0},
+        {"units": 14, "delay": 16.0},
         recipe("run.tasks=2"),
         out,
         progress=False,
     )
     watcher.join(timeout=5)
     print(
-        f"12 units of 16 s on 2 elements, one cancelled, one timed out: {time.time() - started:.1f} s"
+        f"14 units of 16 s on 2 elements, one cancelled, one timed out: {time.time() - started:.1f} s"
     )
     assert result.ok, result.status.failures
     job = seen["job"]
@@ -151,7 +151,7 @@ def test_a_cancelled_and_a_timed_out_element_are_resubmitted(slurm, tmp_path, mo
     jobs = JobBook(RunFolder(out)).jobs()
     assert sorted(t for j in jobs[1:] for t in j["tasks"]) == [0, 1]  # resubmitted, once each
     assert all(states[f"{j['job']}_0"] == "COMPLETED" for j in jobs[1:])
-    assert_every_sample_once(out, 12)
+    assert_every_sample_once(out, 14)
     assert set(_devices_seen(out)) == {""}
 
 
