@@ -70,3 +70,13 @@ def test_an_element_that_asked_no_gpu_sees_none_and_detach_is_for_slurm(tmp_path
     with pytest.raises(DwmDataError, match="detach needs the slurm executor"):
         load_recipe("tiny", ["run.detach=true"])
     assert load_recipe("tiny", ["run.executor=slurm", "run.detach=true"]).run.detach
+
+
+def test_status_names_the_recorded_slurm_jobs_on_a_machine_without_slurm(tmp_path, monkeypatch):
+    from dwm_data.executors.slurm import JobBook, job_summaries
+
+    folder = RunFolder(tmp_path / "run")
+    folder.make()
+    JobBook(folder).record("4242", [0, 1, 2], folder.root / "slurm" / "array-0.sbatch")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert job_summaries(folder) == ["slurm job 4242: tasks 0-2"]

@@ -26,5 +26,6 @@ class Executor(ABC):
 
         `retry_failed` applies to the first attempt of each task only: units recorded as failed
         are tried again once, and a unit that fails again stays failed. When `stop` is set the
-        workers are asked to close what is complete and the call returns once they have.
+        workers are asked to close what is complete and the call returns once they have. (Slurm
+        with `run.detach` returns once the arrays are submitted; the elements run on.)
         """
