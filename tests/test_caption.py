@@ -21,6 +21,7 @@ from dwm_data.caption.options import CaptionSection
 from dwm_data.dwm_layout.exporter import export_dwm
 from dwm_data.fixtures.dwm_layout import write_synthetic_layout
 from dwm_data.recipe import load_recipe
+from dwm_data.runs.status import run_status
 from dwm_data.store import read_samples
 
 CLI = [sys.executable, "-m", "cli.main"]
@@ -90,6 +91,7 @@ def test_vlm_and_rewrite_replace_txt_and_keep_everything_else(inputs, tmp_path):
         assert record["hints"] == old.prompt and old.prompt.startswith("A right hand pushes")
         assert record["captioner"] == "vlm" and record["raw"].strip()
         assert (record["vlm"], record["rewriter"]) == ("SmolVLM-tiny", "Llama-tiny")
+        assert record["engine"] == "transformers"  # no vLLM, no GPU here
         assert record["settings"] == settings.model_dump()
         assert record["settings"]["frames"] == 3
         # random weights never answer the JSON the rewrite asks for: it is tried the recipe's
@@ -143,6 +145,15 @@ def test_a_missing_vlm_folder_is_one_line(shards, tmp_path):
     done = run_cli("caption", str(shards), str(tmp_path / "out"), "--vlm", str(absent))
     assert_one_line(done, str(absent), "config.json", "--captioner labels")
     assert not (tmp_path / "out").exists()
+
+
+def test_vllm_asked_for_but_not_installed_is_one_line(shards, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed")
+    done = run_cli("caption", str(shards), str(tmp_path / "out"), "--engine", "vllm")
+    assert_one_line(done, "vllm is not installed")
 
 
 @pytest.mark.slow
@@ -204,7 +215,7 @@ def test_a_killed_run_finishes_the_rest_on_rerun(inputs, tmp_path):
     assert list((out / "manifests").glob("*.json")), "no shard was ever written"
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
-    assert not (out / "dataset.json").exists()  # killed before the end
+    assert not (out / "dataset.json").exists() and run_status(out).done < 3  # units were left
     done = run_cli(*args)
     assert done.returncode == 0, done.stderr
     before, after = by_key(inputs["shards"]), by_key(out)

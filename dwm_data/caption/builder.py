@@ -26,11 +26,12 @@ class CaptionBuilder(Builder):
     Options = CaptionOptions
 
     def preflight(self) -> None:
-        from dwm_data.caption.models import check_folder, check_processor
+        from dwm_data.caption.models import check_engine, check_folder, check_processor
 
         shard_paths(self.options.shards)  # none there: one line
         if self.options.captioner == "labels":
             return
+        check_engine(self.options.engine, self.options.device)
         check_folder(Path(self.options.vlm), "vision-language model", VLM_HINT)
         if self.options.rewriter:
             check_folder(Path(self.options.rewriter), "rewrite language model", LM_HINT)
@@ -52,6 +53,7 @@ class CaptionBuilder(Builder):
             Path(vlm) if vlm else None,
             Path(rewriter) if rewriter else None,
             self.options.device,
+            self.options.engine,
         )
 
     def process(self, unit: WorkUnit, ctx: UnitContext) -> Iterable[Sample]:

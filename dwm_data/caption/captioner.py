@@ -30,12 +30,16 @@ class Captioner:
         vlm: Path | None,
         rewriter: Path | None = None,
         device: str = "auto",
+        engine: str = "auto",
     ):
-        from dwm_data.caption.models import ChatModel
+        from dwm_data.caption.models import load_chat
 
         self.settings = settings
-        self.vlm = ChatModel(vlm, device, images=True) if vlm else None
-        self.rewriter = ChatModel(rewriter, device, images=False) if vlm and rewriter else None
+        self.vlm = self.rewriter = None
+        if vlm:
+            self.vlm = load_chat(vlm, True, device, engine, settings.frames)
+            if rewriter:
+                self.rewriter = load_chat(rewriter, False, device, engine, 0)
 
     def caption(self, batch: list[Sample]) -> list[Sample]:
         """The batch with new prompts, in one generate call per model (and rewrite try)."""
@@ -65,6 +69,7 @@ class Captioner:
                 "raw": raw,
                 "vlm": self.vlm.name,
                 "rewriter": self.rewriter.name if self.rewriter else None,
+                "engine": self.vlm.engine,
                 "settings": cfg.model_dump(),
             }
             if rewrite is not None:

@@ -1,5 +1,5 @@
-"""Chat models from local folders (transformers), batched: the captioner sees frames, the
-rewriter text only.
+"""Chat models from local folders, batched: the captioner sees frames, the rewriter text only.
+transformers runs anywhere; vLLM (as the official captions were made) when installed with a GPU.
 
 Frames go to the processor as images, never as a video: a processor's video path needs
 torchvision, which this install does not carry (transformers' Qwen2-VL, SmolVLM2 and InternVL
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -57,6 +58,29 @@ def check_processor(folder: Path) -> None:
         )
 
 
+def engine_for(engine: str, device: str) -> str:
+    """auto: vLLM when it is installed and there is a GPU (the official captions were served
+    with it), else transformers."""
+    if engine != "auto":
+        return engine
+    if device == "cpu" or importlib.util.find_spec("vllm") is None:
+        return "transformers"
+    import torch
+
+    return "vllm" if torch.cuda.is_available() else "transformers"
+
+
+def check_engine(engine: str, device: str) -> None:
+    if engine_for(engine, device) != "vllm":
+        return
+    if importlib.util.find_spec("vllm") is None:
+        raise DwmDataError("caption: --engine vllm, but vllm is not installed (pip install vllm)")
+    import torch
+
+    if device == "cpu" or not torch.cuda.is_available():
+        raise DwmDataError("caption: --engine vllm runs on a GPU, and there is none here")
+
+
 def device_and_dtype(device: str) -> tuple[str, Any]:
     import torch
 
@@ -67,48 +91,91 @@ def device_and_dtype(device: str) -> tuple[str, Any]:
     return device, torch.bfloat16 if device == "cuda" else torch.float32
 
 
-class ChatModel:
-    """A local chat model: a vision-language model (`images=True`) or a causal language model."""
+def load_chat(folder: Path, images: bool, device: str, engine: str, max_images: int) -> ChatModel:
+    if engine_for(engine, device) == "vllm":
+        return VllmChat(folder, images, max_images)
+    return TransformersChat(folder, images, device)
 
-    def __init__(self, folder: Path, device: str, images: bool):
+
+class ChatModel(ABC):
+    """A local chat model: a vision-language model (`images=True`) or a causal language model.
+    Prompts are written by the folder's own chat template; frames go in as numbered images."""
+
+    engine: ClassVar[str]
+
+    def __init__(self, folder: Path, images: bool):
         transformers = require("transformers", "train")
 
-        self.device, dtype = device_and_dtype(device)
         self.images = images
+        self.name = Path(folder).name
         if images:
             self.processor = transformers.AutoProcessor.from_pretrained(folder)
             self.tokenizer = self.processor.tokenizer
-            loader = transformers.AutoModelForImageTextToText
         else:
             self.processor = self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-            loader = transformers.AutoModelForCausalLM
-        self.tokenizer.padding_side = "left"  # batched generation continues every row at its end
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = loader.from_pretrained(folder, dtype=dtype).to(self.device).eval()
-        self.name = Path(folder).name
 
+    @abstractmethod
     def generate(
         self, texts: list[str], sampling: Sampling, frames: list[np.ndarray] | None = None
     ) -> list[str]:
         """One answer per text (with its frames, (F, H, W, 3) uint8, for a captioner)."""
-        import torch
 
-        messages = [
-            self._messages(text, None if frames is None else len(frames[i]))
+    def prompts(self, texts: list[str], frames: list[np.ndarray] | None) -> list[str]:
+        return [
+            self.processor.apply_chat_template(
+                self._messages(text, None if frames is None else len(frames[i])),
+                add_generation_prompt=True,
+                tokenize=False,
+            )
             for i, text in enumerate(texts)
         ]
-        prompts = [
-            self.processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
-            for m in messages
-        ]
-        if self.images:
-            from PIL import Image
 
-            images = [[Image.fromarray(frame) for frame in clip] for clip in frames or []]
+    def _messages(self, text: str, frames: int | None) -> list[dict[str, Any]]:
+        if frames is None:
+            return [{"role": "user", "content": text}]
+        content: list[dict[str, str]] = []
+        for index in range(frames):  # the official prompt numbers the frames
+            content += [{"type": "text", "text": f"Frame{index + 1}: "}, {"type": "image"}]
+            content.append({"type": "text", "text": "\n"})
+        return [{"role": "user", "content": [*content, {"type": "text", "text": text}]}]
+
+
+def _images(frames: list[np.ndarray]) -> list[list[Any]]:
+    from PIL import Image
+
+    return [[Image.fromarray(frame) for frame in clip] for clip in frames]
+
+
+class TransformersChat(ChatModel):
+    """transformers' `generate`, one padded batch per call (left padding: every row goes on
+    from its own end)."""
+
+    engine = "transformers"
+
+    def __init__(self, folder: Path, images: bool, device: str):
+        super().__init__(folder, images)
+        transformers = require("transformers", "train")
+        self.device, dtype = device_and_dtype(device)
+        loader = (
+            transformers.AutoModelForImageTextToText
+            if images
+            else transformers.AutoModelForCausalLM
+        )
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = loader.from_pretrained(folder, dtype=dtype).to(self.device).eval()
+
+    def generate(
+        self, texts: list[str], sampling: Sampling, frames: list[np.ndarray] | None = None
+    ) -> list[str]:
+        import torch
+
+        prompts = self.prompts(texts, frames)
+        if self.images:
+            images = _images(frames or [])
             inputs = self.processor(text=prompts, images=images, return_tensors="pt", padding=True)
-        else:
-            # the chat template wrote the special tokens already
+        else:  # the chat template wrote the special tokens already
             inputs = self.tokenizer(
                 prompts, return_tensors="pt", padding=True, add_special_tokens=False
             )
@@ -131,11 +198,35 @@ class ChatModel:
             text.strip() for text in self.tokenizer.batch_decode(answers, skip_special_tokens=True)
         ]
 
-    def _messages(self, text: str, frames: int | None) -> list[dict[str, Any]]:
-        if frames is None:
-            return [{"role": "user", "content": text}]
-        content: list[dict[str, str]] = []
-        for index in range(frames):  # the official prompt numbers the frames
-            content += [{"type": "text", "text": f"Frame{index + 1}: "}, {"type": "image"}]
-            content.append({"type": "text", "text": "\n"})
-        return [{"role": "user", "content": [*content, {"type": "text", "text": text}]}]
+
+class VllmChat(ChatModel):
+    """vLLM's offline engine on the GPU: the whole batch in one `generate`, scheduled by vLLM."""
+
+    engine = "vllm"
+
+    def __init__(self, folder: Path, images: bool, max_images: int):
+        super().__init__(folder, images)
+        import vllm  # checked in preflight: installed, with a GPU
+
+        limits = {"limit_mm_per_prompt": {"image": max_images}} if images else {}
+        self.vllm = vllm
+        self.llm = vllm.LLM(model=str(folder), **limits)
+
+    def generate(
+        self, texts: list[str], sampling: Sampling, frames: list[np.ndarray] | None = None
+    ) -> list[str]:
+        prompts: list[Any] = self.prompts(texts, frames)
+        if self.images:
+            prompts = [
+                {"prompt": prompt, "multi_modal_data": {"image": images}}
+                for prompt, images in zip(prompts, _images(frames or []), strict=True)
+            ]
+        params = self.vllm.SamplingParams(
+            temperature=sampling.temperature,
+            max_tokens=sampling.max_new_tokens,
+            repetition_penalty=sampling.repetition_penalty,
+            seed=sampling.seed,
+            skip_special_tokens=True,
+        )
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [output.outputs[0].text.strip() for output in outputs]

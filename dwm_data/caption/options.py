@@ -89,3 +89,8 @@ class CaptionOptions(BuilderOptions):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where the models run; auto: the GPU when there is one."
     )
+    engine: Literal["auto", "transformers", "vllm"] = Field(
+        "auto",
+        description="What runs the models; auto: vLLM when it is installed and there is a GPU, "
+        "else transformers.",
+    )
