@@ -19,16 +19,17 @@ TrainBaseOpt = Annotated[
     Path | None,
     typer.Option(
         "--base-model",
-        help="Base model folder (diffusers layout, e.g. CogVideoX-Fun-V1.1-5b-InP as downloaded); "
-        "default: the recipe's train.base_model, a path taken from the folder you run in "
-        "(dwm recipe: models/CogVideoX-Fun-V1.1-5b-InP; tiny: a random CPU model).",
+        help="Base model folder as downloaded (CogVideoX-Fun-V1.1-5b-InP, or Wan2.1-Fun-InP with "
+        "-r dwm-wan); default: the recipe's train.base_model, a path taken from the folder you run "
+        "in (dwm recipe: models/CogVideoX-Fun-V1.1-5b-InP; tiny, tiny-wan: random CPU models).",
     ),
 ]
 BaseOpt = Annotated[
     Path | None,
     typer.Option(
         "--base-model",
-        help="Base model folder (diffusers layout); default: the one the weights were trained on, "
+        help="Base model folder (CogVideoX-Fun or Wan2.1-Fun InP); default: the one the weights "
+        "were trained on, "
         "as the run recorded it (needed for weights that record none, e.g. the official release).",
     ),
 ]

@@ -31,6 +31,16 @@ class Backbone(Protocol):
     trainable_patterns: tuple[str, ...]  # regexes of the fully trained layers
     text_length: int
 
+    HOW_TO_GET: str  # the hint of the one-line error for a missing part
+
+    @staticmethod
+    def missing(folder: Path) -> list[str]:
+        """The parts of the release layout a folder lacks."""
+
+    @staticmethod
+    def identity(folder: Path) -> bytes:
+        """Cheap bytes that change with the VAE or text encoder (the latent cache's key)."""
+
     def world_transformer(self, condition_channels: int) -> Any:
         """The base transformer widened by the zero-initialised hand channels."""
 
@@ -97,6 +107,7 @@ def open_backbone(folder: Path, device: str = "cpu", dtype: Any = None) -> Backb
     return _class(base_kind(folder))(folder, device, dtype)
 
 
-def fingerprint_files(folder: Path) -> list[Path]:
-    """The small files that identify the VAE and text encoder (what a latent cache depends on)."""
-    return _class(base_kind(folder)).identity_files(folder)
+def identity(folder: Path) -> bytes:
+    """Bytes that change with the VAE or text encoder of the base (what a latent cache depends
+    on), cheap to read even for a 14B release."""
+    return _class(base_kind(folder)).identity(folder)

@@ -29,8 +29,10 @@ class CogVideoX(Base):
         return _missing(folder)
 
     @staticmethod
-    def identity_files(folder: Path) -> list[Path]:
-        return [p for part in ("vae", "text_encoder", "tokenizer") for p in sorted((folder / part).glob("*.json"))]  # fmt: skip
+    def identity(folder: Path) -> bytes:
+        """The configs of the VAE, text encoder and tokenizer."""
+        parts = ("vae", "text_encoder", "tokenizer")
+        return b"".join(p.read_bytes() for part in parts for p in sorted((folder / part).glob("*.json")))  # fmt: skip
 
     def world_transformer(self, condition_channels: int):
         return m.load_world_model(self, condition_channels)

@@ -20,8 +20,9 @@ class Section(BaseModel):
 
 
 class TrainConfig(Section):
-    # A local diffusers-layout folder of CogVideoX-Fun-V1.1-5b-InP (a relative path is taken from
-    # the folder the command runs in), or "tiny" for a random CPU model.
+    # A local base-model folder as downloaded: CogVideoX-Fun-V1.1-5b-InP (diffusers layout) or
+    # Wan2.1-Fun-InP (its release layout; recipes/dwm-wan.yaml), a relative path taken from the
+    # folder the command runs in; or "tiny" / "tiny-wan" for a random CPU model.
     base_model: str = "models/CogVideoX-Fun-V1.1-5b-InP"
     condition_channels: int = 16
     lora_rank: int = 64

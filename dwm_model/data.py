@@ -248,11 +248,9 @@ def cache_fingerprint(
     """What a latent cache depends on; a cache made under another one is not used."""
     import hashlib
 
-    from dwm_model.backbone import fingerprint_files
+    from dwm_model.backbone import identity
 
-    digest = hashlib.sha256()
-    for name in fingerprint_files(base_folder):
-        digest.update(name.read_bytes())
+    digest = hashlib.sha256(identity(base_folder))
     return {
         "models": digest.hexdigest()[:16],
         "frames": frames,

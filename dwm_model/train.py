@@ -1,4 +1,5 @@
-"""The LoRA trainer: v-prediction on [noisy | mask | static | hand] latents, as snuvclab/dwm.
+"""The LoRA trainer: the base's objective on [noisy | mask | static | hand] latents, as snuvclab/dwm
+(CogVideoX: v-prediction; Wan: flow matching; see `dwm_model.backbone`).
 
 Several processes (torchrun: RANK, WORLD_SIZE, LOCAL_RANK) train one model with
 DistributedDataParallel; each rank streams its own resampled shards for the same number of batches,
@@ -103,6 +104,12 @@ class Trainer:
             cfg.lora_targets,
             cfg.trainable_patterns,
         )
+        unfrozen = [n for n, p in self.transformer.named_parameters() if p.requires_grad and "lora" not in n]  # fmt: skip
+        if cfg.trainable_patterns and not unfrozen:
+            raise DwmDataError(
+                f"train.trainable_patterns {list(cfg.trainable_patterns)} match no layer of the "
+                f"{self.base.kind} transformer; its default is {list(self.base.trainable_patterns)}"
+            )
         if cfg.gradient_checkpointing:
             self.transformer.enable_gradient_checkpointing()
         self.transformer.train()

@@ -208,14 +208,12 @@ class Wan:
         return missing
 
     @staticmethod
-    def identity_files(folder: Path) -> list[Path]:
-        """The VAE and T5 checkpoints are large: their sizes stand for them, with the configs."""
-        return [folder / TOKENIZER / "tokenizer_config.json"]
-
-    def fingerprint(self) -> str:
-        return json.dumps(
-            {name: (self.folder / name).stat().st_size for name in (VAE_FILE, T5_FILE)}
-        )
+    def identity(folder: Path) -> bytes:
+        """The tokenizer's config and the sizes of the VAE and T5 checkpoints (too large to
+        hash on every run; the release has no config beside them)."""
+        sizes = {name: (folder / name).stat().st_size for name in (VAE_FILE, T5_FILE)}
+        config = (folder / TOKENIZER / "tokenizer_config.json").read_bytes()
+        return config + json.dumps(sizes, sort_keys=True).encode()
 
     # -- parts --------------------------------------------------------------------------------
     def load_transformer(self):

@@ -208,3 +208,24 @@ def test_wan_trains_samples_and_evaluates_on_the_tiny_base(wan_cache, shard_dir,
     summary = evaluate([shard], model, load_recipe("tiny", metrics), tmp_path / "eval")
     assert summary["samples"] == 1 and summary["mean"]["psnr"] > 0
     assert (tmp_path / "eval" / "videos" / "syn-0030" / "seed-42.mp4").is_file()
+
+
+def test_a_wan_folder_missing_a_part_is_named_in_one_line(wan_base, tmp_path):
+    import shutil
+
+    from dwm_data.errors import MissingAssetError
+
+    folder = tmp_path / "Wan2.1-Fun-1.3B-InP"
+    shutil.copytree(wan_base, folder, ignore=shutil.ignore_patterns(VAE_FILE))
+    with pytest.raises(MissingAssetError, match=VAE_FILE) as error:
+        open_backbone(folder)
+    assert "\n" not in str(error.value) and "Wan2.1-Fun" in str(error.value)
+
+
+def test_cogvideox_trainable_patterns_on_a_wan_base_are_refused(wan_cache, shard_dir, tmp_path):
+    from dwm_data.errors import DwmDataError
+    from dwm_model.train import Trainer
+
+    recipe = load_recipe("tiny", ["train.base_model=tiny-wan"])  # patch_embed.proj: CogVideoX's
+    with pytest.raises(DwmDataError, match="patch_embedding"):
+        Trainer(sorted(shard_dir.glob("*.tar")), tmp_path / "run", recipe)
