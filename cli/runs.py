@@ -13,6 +13,7 @@ from cli.common import console, print_summary
 BENCHES = {
     "io": "dwm_data.bench.io:main",
     "hands": "dwm_data.bench.hands:main",
+    "hands-real": "dwm_data.bench.hands:real",
     "trumans": "dwm_data.bench.trumans:main",
     "splat": "dwm_data.bench.splat:main",
     "train": "dwm_model.bench:main",

@@ -35,3 +35,10 @@ def test_one_hand_per_side():
 def test_no_hands_in_a_blank_clip():
     frames = np.full((2, 480, 720, 3), 128, np.uint8)
     assert MediaPipeHands().detect(frames) == [[], []]
+
+
+def test_fingers_read_as_a_small_hand_inside_a_hand_are_dropped():
+    hand = _det(1, 0.7, 100)  # a 50 x 60 px hand
+    fingers = Detection(1, 0.9, hand.pixels[:8] * 0.5 + hand.pixels[0] * 0.5, np.zeros((8, 3)))
+    kept = _one_per_side([fingers, hand])
+    assert [(d.side, d.score) for d in kept] == [(1, 0.7)]

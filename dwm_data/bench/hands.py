@@ -1,8 +1,13 @@
-"""build-taste speed: decoding, hand estimation, hand-video rendering and encoding of one clip.
+"""build-taste hands: speed of one clip (`bench hands`), and quality on real egocentric clips
+against the official hand videos (`bench hands-real`).
 
-The question is whether rendering ever limits a run: the target is rendering at least 10x faster
-than estimation. All figures come from one run on the same clip (the real fixed-camera clip
-when ../shared/data is there, else the demo's rendered clip), on this machine's CPU.
+Speed: is rendering ever the limit? The target is rendering at least 10x faster than
+estimation. All figures come from one run on the same clip (the real fixed-camera clip when
+../shared/data is there, else the demo's rendered clip), on this machine's CPU.
+
+Quality: the three real clips of DWM's `realworld_dynamic` release (Aria, 720x480, 8 fps, 49
+frames) come with the official hand videos (HaMeR meshes); our hand video of each clip, as
+`build-taste` makes it, is compared with the official one (`hands.compare`).
 """
 
 from __future__ import annotations
@@ -10,17 +15,21 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dwm_data.cameras import Intrinsics
+from dwm_data.hands.compare import HandVideoScores
 from dwm_data.recipe import load_recipe
 
-REAL_CLIP = (
-    Path(__file__).resolve().parents[3] / "shared/data/dwm_realworld/realworld_fixed/pour_coke.mp4"
-)
+REALWORLD = Path(__file__).resolve().parents[3] / "shared/data/dwm_realworld"
+REAL_CLIP = REALWORLD / "realworld_fixed/pour_coke.mp4"
+DYNAMIC = REALWORLD / "realworld_dynamic"
+DYNAMIC_CLIPS = ("00013", "00017", "00039")
+HFOV_DEG = 60.0  # build-taste's default assumed field of view
 
 
 def _timed(step: Callable[[], Any]) -> tuple[Any, float]:
@@ -117,3 +126,91 @@ def main(quick: bool = False) -> list[tuple[str, str]]:
         ("end to end, skeleton, 1 process", f"{60 / (total - mesh_s + skeleton_s):.1f} clips/min"),
         ("end to end, mano-fit mesh, 1 process", f"{60 / mesh_total:.1f} clips/min"),
     ]
+
+
+@dataclass(frozen=True)
+class RealClipScores:
+    """One real clip: frames with hands we found, detection speed, and our skeleton and mesh
+    (MANO fitted to the landmarks) videos against the official hand video."""
+
+    frames: int
+    found: int
+    detect_fps: float
+    skeleton: HandVideoScores | None
+    mesh: HandVideoScores | None
+
+
+def score_real_clip(video: Path, official: Path | None, mano_dir: Path) -> RealClipScores:
+    """Hands of `video` estimated as build-taste does (official recipe, MediaPipe landmarks,
+    clean-up), drawn as skeletons and as meshes (`mano-fit` on the MANO in `mano_dir`), and
+    compared with the `official` hand video when there is one."""
+    from dwm_data.hands.backend import estimate_hands, landmark_track, make_backend
+    from dwm_data.hands.compare import compare_hand_videos
+    from dwm_data.hands.render import render_mesh, render_skeleton
+    from dwm_data.video import read_clip
+
+    recipe = load_recipe("dwm").video
+    size = (recipe.width, recipe.height)
+    frames, _ = read_clip(video, recipe.frames, recipe.rate, *size, recipe.resize)
+    k = Intrinsics.from_fov(*size, HFOV_DEG)
+    skeleton_backend = make_backend("mediapipe")
+    landmarks, detect_s = _timed(lambda: landmark_track(frames, skeleton_backend.detector, k))
+    skeleton = estimate_hands(skeleton_backend, frames, k, landmarks=landmarks)
+    found = int(skeleton.track.valid.any(axis=1).sum())
+    scores: dict[str, HandVideoScores | None] = {"skeleton": None, "mesh": None}
+    if official is not None:
+        reference, _ = read_clip(official, recipe.frames, recipe.rate, *size, recipe.resize)
+        mesh_backend = make_backend("mano-fit", mano_dir=mano_dir)
+        mesh = estimate_hands(mesh_backend, frames, k, landmarks=landmarks)
+        videos = {
+            "skeleton": render_skeleton(skeleton.track, skeleton.intrinsics, *size),
+            "mesh": render_mesh(mesh.track.vertices, mesh_backend.faces, mesh.intrinsics, *size),
+        }
+        scores = {name: compare_hand_videos(v, reference) for name, v in videos.items()}
+    return RealClipScores(len(frames), found, len(frames) / detect_s, **scores)
+
+
+def real(quick: bool = False) -> list[tuple[str, str]]:
+    """Per real clip: recall, precision, side agreement (skeleton and mesh), mesh IoU, speed."""
+    from dwm_data.errors import DwmDataError
+    from dwm_data.fixtures.mano import write_mano_models
+
+    clips = [
+        (DYNAMIC / "videos" / f"{c}.mp4", DYNAMIC / "videos_hands" / f"{c}.mp4")
+        for c in DYNAMIC_CLIPS
+    ]
+    clips = clips[:1] if quick else clips
+    missing = [str(p) for pair in clips for p in pair if not p.is_file()]
+    if missing:
+        raise DwmDataError(f"bench hands-real: the real clips are missing (first: {missing[0]})")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dwm-bench-hands-real-") as tmp:
+        write_mano_models(Path(tmp))
+        for video, official in clips:
+            r = score_real_clip(video, official, Path(tmp))
+            rows.append(
+                (
+                    f"{video.stem}: frames with hands",
+                    f"{r.found} of {r.frames} (official {r.mesh.official_frames}), "
+                    f"detection {r.detect_fps:.1f} frames/s",
+                )
+            )
+            for style, scores in (("skeleton", r.skeleton), ("mesh", r.mesh)):
+                rows.append((f"{video.stem}: {style}", _quality(scores)))
+        if not quick and REAL_CLIP.is_file():
+            r = score_real_clip(REAL_CLIP, None, Path(tmp))
+            rows.append(
+                (
+                    f"{REAL_CLIP.stem}: frames with hands",
+                    f"{r.found} of {r.frames}, detection {r.detect_fps:.1f} frames/s",
+                )
+            )
+    return rows
+
+
+def _quality(s: HandVideoScores) -> str:
+    return (
+        f"recall {s.recall:.2f}, precision {s.precision:.2f} "
+        f"({s.precision_official_frames:.2f} on official hand frames), "
+        f"sides {s.side_agreement:.2f}, IoU {s.iou:.2f}"
+    )
