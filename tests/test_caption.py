@@ -222,3 +222,20 @@ def test_a_killed_run_finishes_the_rest_on_rerun(inputs, tmp_path):
     assert sorted(after) == sorted(before)  # every sample once
     assert all(after[k].video == before[k].video for k in before)
     assert {s.meta["caption"]["captioner"] for s in after.values()} == {"vlm"}
+
+
+def test_the_prompt_is_the_template_with_the_sources_labels_as_hints(shards):
+    from dwm_data.caption.captioner import Captioner, sample_frames
+    from dwm_data.video import decode
+
+    settings = load_recipe("dwm").section("caption", CaptionSection)
+    assert settings.frames == 16 and settings.rewrite_tries == 10  # the official settings
+    captioner = Captioner(settings, vlm=None)
+    hinted = captioner.prompt("Pick up the cup. Put it in the sink.\n")
+    assert hinted.startswith("Describe this video in detail") and "egocentric" in hinted
+    assert hinted.endswith("Do not mention the notes.\n\nPick up the cup. Put it in the sink.")
+    assert captioner.prompt("  ") == settings.template  # no hints, no notes
+    sample = next(read_samples(shards))
+    picked = sample_frames(sample, 3)
+    assert (picked == decode(sample.video)[[0, 4, 8]]).all()  # spread evenly, ends included
+    assert len(sample_frames(sample, 16)) == 9  # never more than the clip has
