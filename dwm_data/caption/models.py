@@ -44,7 +44,10 @@ def check_processor(folder: Path) -> None:
     for name in PROCESSOR_FILES:
         path = folder / name
         if path.is_file():
-            found = json.loads(path.read_text()).get("processor_class")
+            try:
+                found = json.loads(path.read_text()).get("processor_class")
+            except (json.JSONDecodeError, AttributeError) as exc:
+                raise DwmDataError(f"caption: {path} is not a JSON object: {exc}") from exc
             if found:
                 break
     else:
