@@ -94,6 +94,22 @@ SOURCES: dict[str, Source] = {
             demo="dwm_data.fixtures.aria:demo_stage",
         ),
         Source(
+            "build-ego",
+            """Turn any egocentric video into triplets, with cameras from the video itself.
+
+            A folder or list of videos (any fps and size): the recipe's frames where hands act,
+            the cameras by structure from motion on the clip's frames (pycolmap, CPU; hands and
+            arms masked; or your own with --poses), a Gaussian splat of the scene fitted to the
+            same frames rendered along those cameras as the static video, and the hands in the
+            recovered camera. Recipe knobs: the ego section (ego.sfm.*, ego.splat.steps,
+            ego.work_width, ego.lead_frames, ...).""",
+            builder="dwm_data.ego.builder:EgoBuilder",
+            options="dwm_data.ego.options:EgoOptions",
+            section="ego",
+            knobs="dwm_data.ego.options:EgoSection",
+            demo="dwm_data.fixtures.ego:demo_stage",
+        ),
+        Source(
             "caption",
             """Write the prompts of shards with a vision-language model, as the official data's.
 

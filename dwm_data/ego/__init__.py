@@ -1,0 +1,1 @@
+"""Any egocentric video -> triplets: cameras by structure from motion, a splat of the scene."""

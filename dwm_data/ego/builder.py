@@ -1,0 +1,273 @@
+"""`build-ego`: any egocentric video -> one triplet, with cameras recovered from the video itself.
+
+Per video (one work unit): resample to the recipe's rate, find the window of the recipe's length
+where hands act, mask the actor (hands, forearms), recover the clip's cameras by structure from
+motion on its own frames (or take the user's `--poses`), fit a splat of the scene to the same
+frames with the actor masked out and render it along the cameras as the static video, and
+estimate and render the hands in the recovered camera. A video whose camera does not move gets
+the first frame as its static video (marked in json); every other failure (too short, corrupt,
+too dark for features, a partial reconstruction) is a recorded failure with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from dwm_data.builder import Builder, UnitContext, WorkUnit
+from dwm_data.cameras import Intrinsics
+from dwm_data.ego.clips import choose_window, find_videos, resampled_frames
+from dwm_data.ego.options import EgoOptions, EgoSection
+from dwm_data.errors import DwmDataError, UnitError
+from dwm_data.hands.backend import (
+    HandBackend,
+    check_backend,
+    estimate_hands,
+    landmark_track,
+    make_backend,
+    resolve_backend,
+    skeleton_warning,
+)
+from dwm_data.hands.track import HandTrack
+from dwm_data.sample import Sample, make_key, make_sample
+from dwm_data.video import fit_size, place, probe, read_frames
+
+HANDS_FILE_SUFFIX = ".hands.npz"
+
+
+class EgoBuilder(Builder):
+    Options = EgoOptions
+    loose_options = frozenset({"allow_missing_prompt"})
+
+    def __init__(self, recipe, options: EgoOptions):
+        super().__init__(recipe, options)
+        self.knobs = recipe.section("ego", EgoSection)
+        self.backend: HandBackend | None = None
+
+    @property
+    def backend_name(self) -> str:
+        opts = self.options
+        return resolve_backend(opts.backend, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint)
+
+    def preflight(self) -> None:
+        """The input, the poses folder, the hand backend's files and pycolmap, before any work."""
+        from dwm_data.extras import require
+
+        opts = self.options
+        source = Path(opts.source)
+        if not source.exists():
+            raise DwmDataError(f"build-ego: {source} does not exist")
+        if opts.poses is not None and not Path(opts.poses).is_dir():
+            raise DwmDataError(f"build-ego: --poses {opts.poses} is not a folder")
+        if opts.poses is None:
+            require("pycolmap", "ego")
+        check_backend(self.backend_name, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint)
+        if opts.backend == "auto" and self.backend_name == "mediapipe":
+            logging.getLogger(__name__).warning(skeleton_warning("build-ego"))
+        require("mediapipe", "hands")
+
+    def plan(self) -> list[WorkUnit]:
+        return [
+            WorkUnit(key, {"path": str(path)})
+            for key, path in find_videos(Path(self.options.source))
+        ]
+
+    def setup(self) -> None:
+        opts = self.options
+        self.backend = make_backend(
+            opts.backend, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint, opts.device
+        )
+
+    def process(self, unit: WorkUnit, ctx: UnitContext) -> Iterable[Sample]:
+        path = Path(unit.payload["path"])
+        if not path.is_file():
+            raise UnitError("input", f"video not found: {path}")
+        prompt = self._prompt(path)
+        video, knobs = self.recipe.video, self.knobs
+        info = probe(path)
+        work_w = _even(min(knobs.work_width, info.width))
+        work_h = _even(info.height * work_w / info.width)
+        picks = resampled_frames(path, video.rate, video.frames)
+        ctx.heartbeat(f"finding the hands in {len(picks)} frames")
+        presence = self._presence(path, picks, info.width, info.height, work_w, work_h)
+        start = choose_window(presence.valid.any(axis=1), video.frames, knobs.lead_frames)
+        window = list(range(start, start + video.frames))
+        source_frames = [picks[i] for i in window]
+        frames = read_frames(path, source_frames, work_w, work_h)
+        known = presence.select(window)
+        from dwm_data.ego.masks import actor_masks
+
+        keep = ~actor_masks(known, work_w, work_h, knobs.hand_margin)
+        ctx.heartbeat("recovering the cameras")
+        cameras, moving = self._cameras(path, frames, keep, source_frames, ctx)
+        ctx.heartbeat(f"estimating hands ({self.backend_name})")
+        estimate = estimate_hands(
+            self.backend,
+            frames,
+            cameras.intrinsics,
+            knobs.max_gap,
+            known if self.options.hands_files else None,
+        )
+        scaled_w, scaled_h = fit_size(
+            info.width, info.height, video.width, video.height, video.resize
+        )
+        dx, dy = _offset(scaled_w, video.width), _offset(scaled_h, video.height)
+        out_frames = read_frames(path, source_frames, video.width, video.height, video.resize)
+        content = cameras.intrinsics.scaled(scaled_w, scaled_h)
+        ctx.heartbeat("fitting the static scene")
+        static, static_meta = self._static(unit, frames, keep, cameras, moving, out_frames, content)
+        hand_video = self._hand_video(estimate, scaled_w, scaled_h, video.width, video.height)
+        track = estimate.track.rescaled(scaled_w / work_w, scaled_h / work_h, dx, dy)
+        intrinsics = Intrinsics(
+            content.fx, content.fy, content.cx + dx, content.cy + dy, video.width, video.height
+        )
+        meta = {
+            "source": {
+                "name": "egocentric-video",
+                "path": str(path),
+                "license": self.options.license,
+            },
+            "source_frames": source_frames,
+            "clip_start_frame": start,
+            "resize": video.resize,
+            "intrinsics": {k: intrinsics.as_dict()[k] for k in ("fx", "fy", "cx", "cy")},
+            "cameras": cameras.report,
+            "static": static_meta,
+            "masks": {
+                "method": "hand hull + forearm band from keypoints",
+                "mean_coverage": round(float(1 - keep.mean()), 4),
+                "frames_with_actor": int((~keep).any(axis=(1, 2)).sum()),
+            },
+            "hands": {
+                "representation": "mesh" if self.backend.has_meshes else "skeleton",
+                "backend": self.backend_name,
+                "landmarks": "file" if self.options.hands_files else "mediapipe-0.10-legacy",
+                "frames_with_hands": int(estimate.track.valid.any(axis=1).sum()),
+                "cleanup": estimate.cleanup.as_dict(),
+            },
+        }
+        yield make_sample(
+            make_key("ego", *unit.id.split("/")),
+            {"video": out_frames, "static": static, "hand": hand_video},
+            video.rate,
+            self.recipe.codecs.to_codecs("aria"),
+            prompt,
+            meta,
+            camera=cameras.cam_to_world.astype(np.float32),
+            hands=track.to_npz(),
+        )
+
+    def _presence(
+        self, path: Path, picks: list[int], src_w: int, src_h: int, width: int, height: int
+    ) -> HandTrack:
+        """Hands in every resampled frame, in working pixels: from `<stem>.hands.npz` (source
+        frames and pixels) or the backend's detector."""
+        if self.options.hands_files:
+            file = path.with_suffix(HANDS_FILE_SUFFIX)
+            if not file.is_file():
+                raise UnitError("hands", f"--hands-files is set but {file.name} is missing")
+            track = HandTrack.from_npz(file.read_bytes())
+            if track.frames <= max(picks):
+                raise UnitError(
+                    "hands",
+                    f"{file.name} has {track.frames} frames, the video needs {max(picks) + 1}",
+                )
+            return track.select(picks).rescaled(width / src_w, height / src_h)
+        frames = read_frames(path, picks, width, height)
+        assumed = Intrinsics.from_fov(width, height, self.knobs.hfov_deg)
+        return landmark_track(frames, self.backend.detector, assumed)
+
+    def _cameras(
+        self,
+        path: Path,
+        frames: np.ndarray,
+        keep: np.ndarray,
+        source_frames: list[int],
+        ctx: UnitContext,
+    ):
+        """The clip's cameras and whether the camera moved (no motion: no reconstruction)."""
+        from dwm_data.ego.sfm import Cameras, camera_motion, reconstruct
+
+        height, width = frames.shape[1:3]
+        if self.options.poses is not None:
+            from dwm_data.ego.poses import given_cameras
+
+            return given_cameras(
+                Path(self.options.poses), path.stem, source_frames, width, height
+            ), True
+        motion = camera_motion(frames, keep)
+        if motion < self.knobs.min_motion:
+            still = Cameras(
+                Intrinsics.from_fov(width, height, self.knobs.hfov_deg),
+                np.repeat(np.eye(4)[None], len(frames), axis=0),
+                np.zeros((0, 3)),
+                np.zeros((0, 3), np.uint8),
+                {
+                    "origin": f"none: no camera motion (median shift {motion:.4f} of the width)",
+                    "registered_frames": 0,
+                    "intrinsics": f"assumed hfov {self.knobs.hfov_deg:g} deg",
+                },
+            )
+            return still, False
+        cameras = reconstruct(frames, keep, ctx.scratch / "sfm", self.knobs.sfm)
+        cameras.report["motion"] = round(motion, 4)
+        return cameras, True
+
+    def _static(self, unit, frames, keep, cameras, moving, out_frames, content):
+        """The static video at the recipe size, and its provenance."""
+        if not moving:
+            first = np.repeat(out_frames[:1], len(out_frames), axis=0)
+            return first, {"method": "first-frame (no camera motion)"}
+        from dwm_data.ego.static import fit_static, render_static
+
+        scene = fit_static(
+            frames, keep, cameras.intrinsics, cameras.cam_to_world, cameras.points, self.knobs
+        )
+        rendered = render_static(scene.params, content, cameras.cam_to_world)
+        video = self.recipe.video
+        static = np.stack([place(f, video.width, video.height) for f in rendered])
+        report = {"method": "gaussian-splat", **scene.report, "ply": None}
+        if self.options.splats:
+            from dwm_data.splat.ply import save_ply
+
+            target = Path(self.options.splats)
+            target.mkdir(parents=True, exist_ok=True)
+            name = f"{make_key('ego', *unit.id.split('/'))}.ply"
+            save_ply(scene.params, target / name)
+            report["ply"] = name
+        return static, report
+
+    def _hand_video(self, estimate, scaled_w: int, scaled_h: int, width: int, height: int):
+        from dwm_data.hands.render import render_mesh, render_skeleton
+
+        if self.backend.has_meshes:
+            drawn = render_mesh(
+                estimate.track.vertices, self.backend.faces, estimate.intrinsics, scaled_w, scaled_h
+            )
+        else:
+            drawn = render_skeleton(estimate.track, estimate.intrinsics, scaled_w, scaled_h)
+        return np.stack([place(f, width, height) for f in drawn])
+
+    def _prompt(self, path: Path) -> str:
+        text = path.with_suffix(".txt")
+        if text.is_file() and text.read_text(encoding="utf-8").strip():
+            return text.read_text(encoding="utf-8").strip()
+        if self.options.allow_missing_prompt:
+            return ""
+        raise UnitError(
+            "prompt",
+            f"no prompt {text.name} beside {path.name}; pass --allow-missing-prompt to keep it "
+            "with an empty prompt",
+        )
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)
+
+
+def _offset(scaled: int, canvas: int) -> int:
+    """Where `place` puts the scaled frame's origin on the canvas (bars: +, crop: -)."""
+    return (canvas - scaled) // 2 if scaled <= canvas else -((scaled - canvas) // 2)

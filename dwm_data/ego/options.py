@@ -1,0 +1,89 @@
+"""`build-ego` options and its recipe section (a light module: the CLI reads it for `--help`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dwm_data.options import BuilderOptions, Cli
+from dwm_data.splat.config import SplatConfig
+
+
+class SfmSettings(BaseModel):
+    """Structure from motion (COLMAP through pycolmap) on the clip's frames."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # One shared pinhole camera: the output videos are pinhole (the splat renders pinhole);
+    # a fisheye or strongly distorted video should be undistorted first.
+    camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE"] = "SIMPLE_PINHOLE"
+    max_features: int = Field(4096, gt=0)
+    peak_threshold: float = Field(0.0067, gt=0)  # SIFT's contrast threshold (COLMAP's default)
+    min_features: int = Field(64, gt=0)  # median features per frame below this: too dark/flat
+    overlap: int = Field(10, gt=0)  # sequential matching: each frame against the next n
+    threads: int = Field(1, gt=0)  # runs parallelise over worker processes
+
+
+class EgoSection(BaseModel):
+    """The recipe's `ego:` knobs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Frames are decoded at this width (at most the source's) for hand detection, structure from
+    # motion, the splat and hand estimation; the outputs are then fitted to the recipe size.
+    work_width: int = Field(480, gt=0)
+    # Output frames with no hand before the first one with a hand (0: the window with the most
+    # hand frames, wherever they start).
+    lead_frames: int = Field(0, ge=0)
+    hfov_deg: float = Field(70.0, gt=0, lt=180)  # assumed only when the camera did not move
+    # Median feature displacement over the clip below this share of the frame width: no camera
+    # motion, so no reconstruction; the static video is then the first frame (marked in json).
+    min_motion: float = Field(0.02, ge=0)
+    hand_margin: float = Field(0.3, ge=0)  # hand masks grow the hull by this share of its size
+    max_gap: int = Field(2, ge=0)  # frames bridged by the hand track's temporal clean-up
+    sfm: SfmSettings = SfmSettings()
+    train_width: int = Field(320, gt=0)  # the splat trains at most this wide
+    heldout_every: int = Field(6, gt=0)  # every n-th clip frame is held out to score the splat
+    max_points: int = Field(50_000, gt=0)
+    splat: SplatConfig = SplatConfig(steps=1500, refine_start=300, max_gaussians=60_000)
+
+
+class EgoOptions(BuilderOptions):
+    source: Annotated[str, Cli(argument=True, path=True)] = Field(
+        description="A folder of egocentric videos (searched recursively) or a list file of "
+        "video paths; optional <stem>.txt prompts beside the videos."
+    )
+    poses: Annotated[str | None, Cli(path=True)] = Field(
+        None,
+        description="A folder of your own cameras instead of structure from motion: per video "
+        "<stem>.poses.npz (cam_to_world (N,4,4) OpenCV per source frame, K (3,3), width, height) "
+        "or a COLMAP model <stem>/ (cameras, images; image names numbered by source frame).",
+    )
+    backend: Annotated[Literal["auto", "mediapipe", "hamer", "mano-fit"], Cli(name="hands")] = (
+        Field(
+            "auto",
+            description="Hand estimation: auto (hamer with --hamer-dir, else mano-fit with "
+            "--mano-dir, else mediapipe skeletons), mediapipe, hamer, or mano-fit.",
+        )
+    )
+    mano_dir: Annotated[str | None, Cli(path=True)] = Field(
+        None, description="Folder with MANO_RIGHT.pkl and MANO_LEFT.pkl (mano-fit)."
+    )
+    hamer_dir: Annotated[str | None, Cli(path=True)] = Field(
+        None, description="HaMeR clone: its hamer package (if not installed) and _DATA/."
+    )
+    hamer_checkpoint: Annotated[str | None, Cli(path=True)] = Field(
+        None, description="HaMeR checkpoint (default: the one in _DATA/)."
+    )
+    device: str = Field("cpu", description="Torch device for HaMeR.")
+    hands_files: bool = Field(
+        False, description="Take hand keypoints from <stem>.hands.npz, not MediaPipe."
+    )
+    license: str = Field("unspecified", description="Licence of the videos, recorded per sample.")
+    allow_missing_prompt: bool = Field(
+        False, description="Keep videos without a <stem>.txt prompt, with an empty prompt."
+    )
+    splats: Annotated[str | None, Cli(out="splats")] = Field(
+        None, description="Folder to keep each clip's trained splat in, as <key>.ply."
+    )

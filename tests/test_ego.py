@@ -1,0 +1,244 @@
+"""build-ego: the plan of a folder or list of videos, recorded failures (too short, corrupt, no
+prompt, too dark, a partial reconstruction), the user's own cameras (`--poses`: our npz and a
+COLMAP model written by pycolmap itself), and structure from motion on a generated egocentric
+video scored against its true camera path after a similarity alignment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dwm_data.build import build
+from dwm_data.ego.clips import choose_window, find_videos
+from dwm_data.ego.trajectory import path_error, similarity
+from dwm_data.errors import DwmDataError, UnitError
+from dwm_data.recipe import load_recipe
+from dwm_data.video import Codec, decode, encode
+
+# A splat small enough for a test: few steps at a low training width.
+FAST_SPLAT = [
+    "ego.train_width=96",
+    "ego.splat.steps=120",
+    "ego.splat.refine_start=30",
+    "ego.splat.refine_every=20",
+    "ego.splat.refine_stop=100",
+    "ego.splat.max_gaussians=4000",
+]
+
+
+@pytest.fixture(scope="module")
+def walk(tmp_path_factory) -> Path:
+    """The generated walk (2 s at 16 fps, a hand from 0.4 s) with its hands and true poses."""
+    from dwm_data.fixtures.ego import write_ego_video
+
+    return write_ego_video(tmp_path_factory.mktemp("ego") / "videos", 2.0)
+
+
+def run(source: Path, out: Path, overrides: list[str] = (), **options):
+    recipe = load_recipe("tiny", list(overrides))
+    return build("build-ego", {"source": str(source), **options}, recipe, out, progress=False)
+
+
+def failures(out: Path) -> dict[str, dict]:
+    rows = [json.loads(line) for f in (out / "failures").glob("*.jsonl") for line in f.open()]
+    return {row["unit"]: row for row in rows}
+
+
+def test_plan_lists_videos_of_a_folder_and_a_list(tmp_path):
+    (tmp_path / "a" / "b" / "empty").mkdir(parents=True)
+    for name in ("a/b/one.MP4", "two.mov", "a/notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [k for k, _ in find_videos(tmp_path)] == ["a/b/one", "two"]
+    listing = tmp_path / "list.txt"
+    listing.write_text("# clips\ntwo.mov\n\na/b/one.MP4\n")
+    assert find_videos(listing) == [
+        ("two", tmp_path / "two.mov"),
+        ("a/b/one", tmp_path / "a/b/one.MP4"),
+    ]
+    with pytest.raises(DwmDataError, match="no videos"):
+        find_videos(tmp_path / "a" / "b" / "empty")
+    with pytest.raises(DwmDataError, match="neither a folder nor a list"):
+        find_videos(tmp_path / "missing")
+
+
+def test_window_has_the_most_hand_frames_and_the_lead_asked_for():
+    hands = np.array([1, 1, 0, 0, 0, 1, 1, 1, 1, 0], bool)
+    assert choose_window(hands, 4, 0) == 5  # frames 5-8: a hand in each
+    assert choose_window(hands, 4, 2) == 3  # two frames without a hand, then the most hands
+    with pytest.raises(UnitError, match="no window of 4 frames"):
+        choose_window(np.zeros(10, bool), 4, 0)
+
+
+def test_short_corrupt_and_unprompted_videos_are_recorded_failures(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    frames = np.full((4, 48, 64, 3), 128, np.uint8)
+    (videos / "short.mp4").write_bytes(encode(frames, 8, Codec(preset="ultrafast")))
+    (videos / "short.txt").write_text("too short")
+    (videos / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x13" * 500)
+    (videos / "corrupt.txt").write_text("broken")
+    (videos / "unprompted.mp4").write_bytes(encode(frames, 8, Codec(preset="ultrafast")))
+    result = run(videos, tmp_path / "run", hands_files=True)
+    assert not result.ok
+    failed = failures(tmp_path / "run")
+    assert set(failed) == {"short", "corrupt", "unprompted"}
+    assert "clip too short" in failed["short"]["message"]
+    assert failed["corrupt"]["stage"].startswith("video")
+    assert failed["unprompted"]["stage"] == "prompt"
+
+
+def test_missing_poses_folder_fails_before_the_plan(tmp_path):
+    with pytest.raises(DwmDataError, match="--poses"):
+        run(tmp_path, tmp_path / "run", poses=str(tmp_path / "nowhere"))
+
+
+def test_similarity_alignment_recovers_a_known_transform():
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.eye(4)[None], 20, axis=0)
+    truth[:, :3, :3] = Rotation.random(20, random_state=1).as_matrix()
+    truth[:, :3, 3] = np.cumsum(rng.normal(0, 0.1, (20, 3)), axis=0)
+    world = np.eye(4)  # recovered = the truth seen in another world, 0.3x the size
+    world[:3, :3] = Rotation.from_euler("xyz", [20, -50, 110], degrees=True).as_matrix()
+    world[:3, 3] = [1.0, -2.0, 0.5]
+    recovered = np.linalg.inv(world) @ truth
+    recovered[:, :3, 3] *= 0.3
+    scale, rotation, shift = similarity(recovered[:, :3, 3], truth[:, :3, 3])
+    assert scale == pytest.approx(1 / 0.3) and np.allclose(rotation, world[:3, :3])
+    error = path_error(recovered, truth)
+    assert error.rmse_m < 1e-9 and error.max_rotation_deg < 1e-5
+    recovered[5, :3, 3] += 0.05  # one centre off by 5 cm: seen in the error
+    assert path_error(recovered, truth).rmse_m > 0.005
+
+
+def _true_path(count: int) -> np.ndarray:
+    from dwm_data.fixtures.ego import head_path
+
+    return np.stack([head_path(t) for t in np.arange(count) / 16])
+
+
+def test_poses_from_our_npz_and_from_a_colmap_model(tmp_path):
+    import pycolmap
+
+    from dwm_data.ego.poses import given_cameras
+    from dwm_data.fixtures.ego import intrinsics
+
+    truth, K = _true_path(8), intrinsics().matrix
+    np.savez(tmp_path / "walk.poses.npz", cam_to_world=truth, K=K, width=240, height=180)
+    frames = [2, 4, 6]
+    cams = given_cameras(tmp_path, "walk", frames, 120, 90)
+    assert np.allclose(cams.cam_to_world, truth[frames])
+    assert cams.intrinsics.fx == pytest.approx(K[0, 0] / 2)
+    # the same cameras as a COLMAP model, written by pycolmap (COLMAP's pixel centres at +0.5)
+    model = pycolmap.Reconstruction()
+    camera = pycolmap.Camera.create_from_model_name(1, "PINHOLE", 0.0, 240, 180)
+    camera.params = [K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5]
+    model.add_camera_with_trivial_rig(camera)
+    for index in frames:
+        world_to_cam = np.linalg.inv(truth[index])
+        pose = pycolmap.Rigid3d(pycolmap.Rotation3d(world_to_cam[:3, :3]), world_to_cam[:3, 3])
+        image = pycolmap.Image(f"frame_{index:06d}.jpg", [], 1, index + 1)
+        model.add_image_with_trivial_frame(image, pose)
+    colmap = tmp_path / "colmap"
+    (colmap / "walk").mkdir(parents=True)
+    model.write(str(colmap / "walk"))
+    cams = given_cameras(colmap, "walk", frames, 240, 180)
+    assert np.allclose(cams.cam_to_world, truth[frames], atol=1e-9)
+    assert cams.intrinsics.cx == pytest.approx(K[0, 2])
+    with pytest.raises(UnitError, match="no camera for source frame 3"):
+        given_cameras(colmap, "walk", [2, 3], 240, 180)
+    with pytest.raises(UnitError, match="aspect"):
+        given_cameras(tmp_path, "walk", frames, 240, 240)
+
+
+def _texture(count: int) -> np.ndarray:
+    """Blurred noise: plenty of corners and SIFT features."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (count, 180, 240, 3), dtype=np.uint8)
+    return np.stack([cv2.GaussianBlur(f, (5, 5), 1.5) for f in noise])
+
+
+def test_dark_video_has_too_few_features(tmp_path):
+    from dwm_data.ego.options import SfmSettings
+    from dwm_data.ego.sfm import reconstruct
+
+    dark = (_texture(3) * 0.01).astype(np.uint8)
+    with pytest.raises(UnitError, match="too few image features"):
+        reconstruct(dark, None, tmp_path, SfmSettings())
+
+
+def test_still_camera_has_no_motion():
+    from dwm_data.ego.sfm import camera_motion
+
+    still = np.repeat(_texture(1), 5, axis=0)
+    assert camera_motion(still, None) == 0.0
+    panned = np.stack([np.roll(still[0], 4 * i, axis=1) for i in range(5)])
+    assert camera_motion(panned, None) == pytest.approx(16 / 240, abs=0.005)
+
+
+@pytest.mark.slow
+def test_sfm_recovers_the_true_path_and_refuses_a_partial_one(walk, tmp_path):
+    """9 frames at 8 fps (every 2nd), the hand masked out of the features: all registered,
+    centres within 2% of the path length and rotations within a degree after alignment."""
+    from dwm_data.ego.masks import actor_masks
+    from dwm_data.ego.options import SfmSettings
+    from dwm_data.ego.sfm import reconstruct
+    from dwm_data.fixtures.ego import intrinsics
+    from dwm_data.hands.track import HandTrack
+
+    picks = list(range(7, 25, 2))
+    frames = decode(walk)[picks]
+    with np.load(walk.with_suffix(".poses.npz")) as data:
+        truth = data["cam_to_world"][picks]
+    track = HandTrack.from_npz(walk.with_suffix(".hands.npz").read_bytes()).select(picks)
+    keep = ~actor_masks(track, 240, 180, 0.3)
+    assert (~keep).any(axis=(1, 2)).sum() == 9  # the hand is in every frame
+    cams = reconstruct(frames, keep, tmp_path / "sfm", SfmSettings())
+    assert cams.report["registered_frames"] == 9 and cams.report["reprojection_error_px"] < 1.0
+    error = path_error(cams.cam_to_world, truth)
+    assert error.relative < 0.02, error.as_dict()
+    assert error.max_rotation_deg < 1.0, error.as_dict()
+    assert cams.intrinsics.fx == pytest.approx(intrinsics().fx, rel=0.03)
+    # the same frames followed by frames of no scene at all: refused, never a silent sample
+    noise = np.random.default_rng(0).integers(0, 255, (3, 180, 240, 3), dtype=np.uint8)
+    with pytest.raises(UnitError, match="partial reconstruction: 9 of 12"):
+        reconstruct(np.concatenate([frames, noise]), None, tmp_path / "partial", SfmSettings())
+
+
+@pytest.mark.slow
+def test_build_ego_end_to_end(walk, tmp_path):
+    """The walk to one triplet: the clip where the hand acts, recovered cameras, a splat static
+    video without the hand, the hand video where the hand is, the splat kept as .ply."""
+    from dwm_data.store import read_decoded
+
+    out = tmp_path / "run"
+    result = run(walk.parent, out, FAST_SPLAT, hands_files=True, splats=str(tmp_path / "splats"))
+    assert result.ok, failures(out)
+    ((sample, frames),) = list(read_decoded(out))
+    meta = sample.meta
+    assert sample.key == "ego-walk" and sample.prompt.startswith("A right hand")
+    assert meta["cameras"]["origin"] == "sfm" and meta["cameras"]["registered_frames"] == 9
+    assert meta["source_frames"][0] >= 7  # the window starts where the hand is in view
+    assert meta["static"]["method"] == "gaussian-splat" and meta["static"]["ply"] == "ego-walk.ply"
+    assert (tmp_path / "splats" / "ego-walk.ply").is_file()
+    with np.load(walk.with_suffix(".poses.npz")) as data:
+        truth = data["cam_to_world"][meta["source_frames"]]
+    camera = (
+        np.frombuffer(sample.camera, np.float32)
+        if isinstance(sample.camera, bytes)
+        else sample.camera
+    )
+    assert path_error(np.asarray(camera, np.float64).reshape(-1, 4, 4), truth).relative < 0.03
+    drawn = frames["hand"].max(axis=-1) > 40
+    assert drawn.any(axis=(1, 2)).sum() >= 8
+    # where the hand is, the static video shows the scene, not the skin-coloured hand
+    skin = np.array([0.85, 0.62, 0.5]) * 255
+    video_skin = np.abs(frames["video"][drawn].astype(float) - skin).max(-1) < 40
+    static_skin = np.abs(frames["static"][drawn].astype(float) - skin).max(-1) < 40
+    assert video_skin.mean() > 0.3 and static_skin.mean() < video_skin.mean() / 3
