@@ -82,7 +82,7 @@ def test_every_section_has_an_owner_with_a_light_model():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    owned = {"trumans", "taste", "aria", "caption", "train", "sample", "eval"}
+    owned = {"trumans", "taste", "aria", "ego", "caption", "train", "sample", "eval"}
     assert set(registry.sections()) == owned
 
 
