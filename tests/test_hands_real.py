@@ -76,7 +76,7 @@ def test_side_from_where_the_wrist_is_and_where_the_hand_points():
 DYNAMIC = "dwm_realworld/realworld_dynamic"
 # Floors per clip (recall, precision on the official's hand frames, side agreement), mesh
 # style: what the detector reaches today with a margin for MediaPipe's run-to-run jitter.
-FLOORS = {"00013": (0.2, 0.9, 0.9), "00017": (0.9, 0.9, 0.9), "00039": (0.2, 0.9, 0.9)}
+FLOORS = {"00013": (0.5, 0.9, 0.9), "00017": (0.9, 0.9, 0.9), "00039": (0.2, 0.9, 0.9)}
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,10 @@ import numpy as np
 from dwm_data.cameras import Intrinsics
 from dwm_data.extras import require
 
+# A hand whose landmarks span less than this (pixels, the box's shorter side) is a track that
+# collapsed onto a few pixels after the hand left (seen at low tracking thresholds), not a hand.
+MIN_HAND_PX = 12.0
+MIN_SIZE_RATIO = 0.5  # of the largest hand's box diagonal in the same frame
 # Weight of the wrist's place (-1 at the right border .. 1 at the left) against the pointing
 # direction (x of the unit wrist -> middle-finger vector) in `arm_side`.
 PLACE_WEIGHT = 2.0
@@ -59,7 +63,7 @@ class MediaPipeHands:
     def __init__(
         self,
         min_detection_confidence: float = 0.1,
-        min_tracking_confidence: float = 0.05,
+        min_tracking_confidence: float = 0.02,
         model_complexity: int = 1,
         both_directions: bool = True,
         upscale: float = 1.5,
@@ -133,12 +137,10 @@ def arm_side(pixels: np.ndarray, width: int) -> int:
 
 def _one_per_side(found: list[Detection]) -> list[Detection]:
     """The best hand per side; a second hand labelled the same side takes the free side unless
-    it overlaps the first (then it is the same hand seen twice). A small hand mostly inside a
-    larger one's box goes first: at low thresholds MediaPipe also reads a hand's fingers as a
-    small hand of their own (seen on the fixed-camera clip)."""
-    found = [d for d in found if not any(_inside(d.box, o.box) for o in found if o is not d)]
+    it overlaps the first (then it is the same hand seen twice). Hands too small to be hands
+    go first (`_plausible`)."""
     kept: dict[int, Detection] = {}
-    for det in sorted(found, key=lambda d: -d.score):
+    for det in sorted(_plausible(found), key=lambda d: -d.score):
         if any(_iou(det.box, other.box) > 0.3 for other in kept.values()):
             continue
         side = det.side if det.side not in kept else 1 - det.side
@@ -147,15 +149,18 @@ def _one_per_side(found: list[Detection]) -> list[Detection]:
     return [kept[s] for s in sorted(kept)]
 
 
-def _area(box: np.ndarray) -> float:
-    return float(max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]))
-
-
-def _inside(small: np.ndarray, large: np.ndarray) -> bool:
-    """`small` is the smaller box and at least half of it lies in `large`."""
-    w = max(0.0, min(small[2], large[2]) - max(small[0], large[0]))
-    h = max(0.0, min(small[3], large[3]) - max(small[1], large[1]))
-    return _area(small) < _area(large) and w * h > 0.5 * _area(small)
+def _plausible(found: list[Detection]) -> list[Detection]:
+    """Without hands under `MIN_HAND_PX` or under `MIN_SIZE_RATIO` of the largest one: at low
+    thresholds MediaPipe also reads a hand's fingers, or a knuckle, as a small hand of its own,
+    and a lost track collapses onto a few pixels (both seen on the fixed-camera clip), while a
+    person's two hands are of a size in first-person view."""
+    sizes = [float(np.linalg.norm(d.box[2:] - d.box[:2])) for d in found]
+    largest = max(sizes, default=0.0)
+    return [
+        d
+        for d, size in zip(found, sizes, strict=True)
+        if min(d.box[2:] - d.box[:2]) >= MIN_HAND_PX and size >= MIN_SIZE_RATIO * largest
+    ]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
