@@ -16,6 +16,7 @@ BENCHES = {
     "hands-real": "dwm_data.bench.hands:real",
     "trumans": "dwm_data.bench.trumans:main",
     "splat": "dwm_data.bench.splat:main",
+    "ego": "dwm_data.bench.ego:main",
     "train": "dwm_model.bench:main",
 }
 

@@ -20,9 +20,12 @@ import numpy as np
 from dwm_data.builder import Builder, UnitContext, WorkUnit
 from dwm_data.cameras import Intrinsics
 from dwm_data.ego.clips import choose_window, find_videos, resampled_frames
+from dwm_data.ego.masks import actor_masks
 from dwm_data.ego.options import EgoOptions, EgoSection
+from dwm_data.ego.sfm import Cameras
 from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.hands.backend import (
+    Estimate,
     HandBackend,
     check_backend,
     estimate_hands,
@@ -98,8 +101,6 @@ class EgoBuilder(Builder):
         source_frames = [picks[i] for i in window]
         frames = read_frames(path, source_frames, work_w, work_h)
         known = presence.select(window)
-        from dwm_data.ego.masks import actor_masks
-
         keep = ~actor_masks(known, work_w, work_h, knobs.hand_margin)
         ctx.heartbeat("recovering the cameras")
         cameras, moving = self._cameras(path, frames, keep, source_frames, ctx)
@@ -187,9 +188,9 @@ class EgoBuilder(Builder):
         keep: np.ndarray,
         source_frames: list[int],
         ctx: UnitContext,
-    ):
+    ) -> tuple[Cameras, bool]:
         """The clip's cameras and whether the camera moved (no motion: no reconstruction)."""
-        from dwm_data.ego.sfm import Cameras, camera_motion, reconstruct
+        from dwm_data.ego.sfm import camera_motion, reconstruct
 
         height, width = frames.shape[1:3]
         if self.options.poses is not None:
@@ -216,8 +217,18 @@ class EgoBuilder(Builder):
         cameras.report["motion"] = round(motion, 4)
         return cameras, True
 
-    def _static(self, unit, frames, keep, cameras, moving, out_frames, content):
-        """The static video at the recipe size, and its provenance."""
+    def _static(
+        self,
+        unit: WorkUnit,
+        frames: np.ndarray,
+        keep: np.ndarray,
+        cameras: Cameras,
+        moving: bool,
+        out_frames: np.ndarray,
+        content: Intrinsics,
+    ) -> tuple[np.ndarray, dict]:
+        """The static video at the recipe size, and its provenance: the splat rendered at the
+        scaled content size and placed on the canvas as the video is (bars or crop)."""
         if not moving:
             first = np.repeat(out_frames[:1], len(out_frames), axis=0)
             return first, {"method": "first-frame (no camera motion)"}
@@ -240,7 +251,9 @@ class EgoBuilder(Builder):
             report["ply"] = name
         return static, report
 
-    def _hand_video(self, estimate, scaled_w: int, scaled_h: int, width: int, height: int):
+    def _hand_video(
+        self, estimate: Estimate, scaled_w: int, scaled_h: int, width: int, height: int
+    ) -> np.ndarray:
         from dwm_data.hands.render import render_mesh, render_skeleton
 
         if self.backend.has_meshes:

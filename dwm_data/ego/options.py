@@ -19,9 +19,18 @@ class SfmSettings(BaseModel):
     # a fisheye or strongly distorted video should be undistorted first.
     camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE"] = "SIMPLE_PINHOLE"
     max_features: int = Field(4096, gt=0)
-    peak_threshold: float = Field(0.0067, gt=0)  # SIFT's contrast threshold (COLMAP's default)
+    # Indoor egocentric video is dark and flat: features are taken on contrast-equalised
+    # frames (CLAHE on the lightness) with a third of COLMAP's SIFT contrast threshold (0.0067).
+    # With 20 inliers to register a frame, all 49 frames of each official real-world clip
+    # register (COLMAP's defaults register 3, 29 and 29).
+    equalise: bool = True
+    peak_threshold: float = Field(0.002, gt=0)
     min_features: int = Field(64, gt=0)  # median features per frame below this: too dark/flat
-    overlap: int = Field(10, gt=0)  # sequential matching: each frame against the next n
+    overlap: int = Field(20, gt=0)  # sequential matching: each frame against the next n
+    min_inliers: int = Field(
+        20, gt=0
+    )  # a frame registers with this many 2D-3D inliers (COLMAP: 30)
+    init_min_angle_deg: float = Field(16.0, gt=0)  # the initial pair's triangulation angle
     threads: int = Field(1, gt=0)  # runs parallelise over worker processes
 
 

@@ -40,7 +40,7 @@ def reconstruct(
     pycolmap = require("pycolmap", "ego")
     started = time.time()
     images, masks, database = workdir / "images", workdir / "masks", workdir / "database.db"
-    _write_inputs(frames, keep, images, masks)
+    _write_inputs(frames, keep, images, masks, settings.equalise)
     database.unlink(missing_ok=True)
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = settings.camera_model
@@ -79,6 +79,8 @@ def reconstruct(
     mapping.random_seed = 0
     mapping.multiple_models = False
     mapping.min_model_size = 3
+    mapping.mapper.abs_pose_min_num_inliers = settings.min_inliers
+    mapping.mapper.init_min_tri_angle = settings.init_min_angle_deg
     models = pycolmap.incremental_mapping(database, images, workdir / "sparse", mapping)
     if not models:
         raise UnitError(
@@ -90,12 +92,21 @@ def reconstruct(
     return _cameras(model, len(frames), features, started)
 
 
-def _write_inputs(frames: np.ndarray, keep: np.ndarray | None, images: Path, masks: Path) -> None:
-    """Frames as lossless PNGs and, per frame, COLMAP's mask (`<image name>.png`, 0 = ignore)."""
+def _write_inputs(
+    frames: np.ndarray, keep: np.ndarray | None, images: Path, masks: Path, equalise: bool
+) -> None:
+    """Frames as lossless PNGs (contrast-equalised if asked) and, per frame, COLMAP's mask
+    (`<image name>.png`, 0 = ignore)."""
     cv2 = require("cv2", "ego")
     images.mkdir(parents=True, exist_ok=True)
+    clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
     for index, frame in enumerate(frames):
-        cv2.imwrite(str(images / _name(index)), frame[..., ::-1])
+        bgr = np.ascontiguousarray(frame[..., ::-1])
+        if equalise:
+            lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB)
+            lab[..., 0] = clahe.apply(lab[..., 0])
+            bgr = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+        cv2.imwrite(str(images / _name(index)), bgr)
     if keep is None:
         return
     masks.mkdir(parents=True, exist_ok=True)
