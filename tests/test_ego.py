@@ -242,3 +242,24 @@ def test_build_ego_end_to_end(walk, tmp_path):
     video_skin = np.abs(frames["video"][drawn].astype(float) - skin).max(-1) < 40
     static_skin = np.abs(frames["static"][drawn].astype(float) - skin).max(-1) < 40
     assert video_skin.mean() > 0.3 and static_skin.mean() < video_skin.mean() / 3
+
+
+@pytest.mark.slow
+def test_build_ego_with_given_poses(walk, tmp_path):
+    """--poses: the true cameras go into the sample as given, and the splat uses them."""
+    from dwm_data.store import read_decoded
+
+    out = tmp_path / "run"
+    overrides = [*FAST_SPLAT, "ego.max_points=3000"]  # 300 frustum points to start from
+    result = run(walk.parent, out, overrides, hands_files=True, poses=str(walk.parent))
+    assert result.ok, failures(out)
+    ((sample, frames),) = list(read_decoded(out))
+    assert sample.meta["cameras"] == {
+        "origin": "given",
+        "file": "walk.poses.npz",
+        "registered_frames": 9,
+    }
+    with np.load(walk.with_suffix(".poses.npz")) as data:
+        truth = data["cam_to_world"][sample.meta["source_frames"]]
+    assert np.allclose(np.asarray(sample.camera).reshape(-1, 4, 4), truth, atol=1e-6)
+    assert sample.meta["static"]["initial_points"] > 0  # frustum points: no SfM points given
