@@ -58,7 +58,10 @@ def _real_rows(stem: str, workdir: Path) -> list[tuple[str, str]]:
     frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in video])
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (41, 41))
     actor = [
-        cv2.dilate(cv2.resize((h.max(-1) > 30).astype(np.uint8), size, cv2.INTER_NEAREST), kernel)
+        cv2.dilate(
+            cv2.resize((h.max(-1) > 30).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST),
+            kernel,
+        )
         for h in hands
     ]
     keep = ~np.stack(actor).astype(bool)

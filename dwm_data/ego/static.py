@@ -49,7 +49,10 @@ def fit_static(
         [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames]
     )
     masks = np.stack(
-        [cv2.resize(m.astype(np.uint8), (width, height), cv2.INTER_NEAREST) > 0 for m in keep]
+        [
+            cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+            for m in keep
+        ]
     )
     views = Views(
         images=torch.from_numpy(images).float() / 255.0,
