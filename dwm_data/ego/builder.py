@@ -119,7 +119,9 @@ class EgoBuilder(Builder):
         out_frames = read_frames(path, source_frames, video.width, video.height, video.resize)
         content = cameras.intrinsics.scaled(scaled_w, scaled_h)
         ctx.heartbeat("fitting the static scene")
-        static, static_meta = self._static(unit, frames, keep, cameras, moving, out_frames, content)
+        static, static_meta = self._static(
+            unit, frames, keep, cameras, moving, out_frames, content, ctx
+        )
         hand_video = self._hand_video(estimate, scaled_w, scaled_h, video.width, video.height)
         track = estimate.track.rescaled(scaled_w / work_w, scaled_h / work_h, dx, dy)
         intrinsics = Intrinsics(
@@ -226,6 +228,7 @@ class EgoBuilder(Builder):
         moving: bool,
         out_frames: np.ndarray,
         content: Intrinsics,
+        ctx: UnitContext,
     ) -> tuple[np.ndarray, dict]:
         """The static video at the recipe size, and its provenance: the splat rendered at the
         scaled content size and placed on the canvas as the video is (bars or crop)."""
@@ -235,7 +238,13 @@ class EgoBuilder(Builder):
         from dwm_data.ego.static import fit_static, render_static
 
         scene = fit_static(
-            frames, keep, cameras.intrinsics, cameras.cam_to_world, cameras.points, self.knobs
+            frames,
+            keep,
+            cameras.intrinsics,
+            cameras.cam_to_world,
+            cameras.points,
+            self.knobs,
+            ctx.heartbeat,
         )
         rendered = render_static(scene.params, content, cameras.cam_to_world)
         video = self.recipe.video

@@ -11,6 +11,7 @@ spread over the cameras' view frusta (the splat's densification does the rest).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ def fit_static(
     cam_to_world: np.ndarray,
     points: np.ndarray,
     knobs: EgoSection,
+    heartbeat: Callable[[str], None] = lambda message: None,
 ) -> StaticScene:
     """A splat of the clip's scene from its frames (F, H, W, 3 uint8) and `keep` masks."""
     torch = require("torch", "ego")
@@ -66,7 +68,11 @@ def fit_static(
     if len(seeds) > knobs.max_points:
         pick = np.random.default_rng(0).choice(len(seeds), knobs.max_points, replace=False)
         seeds = seeds[np.sort(pick)]
-    params = train_splat(views.subset(train), seeds, None, knobs.splat)
+
+    def progress(step: int, loss: float, gaussians: int) -> None:
+        heartbeat(f"splat step {step}/{knobs.splat.steps}, loss {loss:.4f}, {gaussians} Gaussians")
+
+    params = train_splat(views.subset(train), seeds, None, knobs.splat, progress)
     score = heldout_psnr(params, views.subset(heldout)) if heldout else None
     return StaticScene(
         params,
