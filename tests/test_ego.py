@@ -226,6 +226,7 @@ def test_build_ego_end_to_end(walk, tmp_path):
     assert meta["cameras"]["origin"] == "sfm" and meta["cameras"]["registered_frames"] == 9
     assert meta["source_frames"][0] >= 7  # the window starts where the hand is in view
     assert meta["static"]["method"] == "gaussian-splat" and meta["static"]["ply"] == "ego-walk.ply"
+    assert meta["static"]["frames_with_hands"] == 0
     assert (tmp_path / "splats" / "ego-walk.ply").is_file()
     with np.load(walk.with_suffix(".poses.npz")) as data:
         truth = data["cam_to_world"][meta["source_frames"]]

@@ -122,6 +122,11 @@ class EgoBuilder(Builder):
         static, static_meta = self._static(
             unit, frames, keep, cameras, moving, out_frames, content, ctx
         )
+        if moving:  # the actor must be gone: the detector is asked to find it again
+            ctx.heartbeat("looking for hands in the static video")
+            any_camera = Intrinsics.from_fov(video.width, video.height, knobs.hfov_deg)
+            seen = landmark_track(static, self.backend.detector, any_camera)
+            static_meta["frames_with_hands"] = int(seen.valid.any(axis=1).sum())
         hand_video = self._hand_video(estimate, scaled_w, scaled_h, video.width, video.height)
         track = estimate.track.rescaled(scaled_w / work_w, scaled_h / work_h, dx, dy)
         intrinsics = Intrinsics(
