@@ -22,8 +22,9 @@ from PIL import Image
 
 from dwm_data.builder import UnitContext, WorkUnit, make_builder
 from dwm_data.cameras import opencv_to_blender, world_to_camera
+from dwm_data.fixtures import trumans as mini
 from dwm_data.recipe import load_recipe
-from dwm_data.trumans import mini, schedule
+from dwm_data.trumans import schedule
 from dwm_data.trumans.frames import FrameCache
 
 pytestmark = pytest.mark.slow
