@@ -231,42 +231,29 @@ class AriaBuilder(Builder):
         """Aria's landmarks (MPS or on-device) projected with the clip's cameras (as skeletons, or
         MANO meshes when MANO files are given), or an image-based backend of build-taste run on
         the frames."""
-        from dwm_data.hands.render import render_mesh, render_skeleton
+        from dwm_data.hands.render import render_hands
 
-        intr = source.camera.intrinsics
-        opts = self.options
-        if opts.hands == "mps":
+        camera = source.camera.intrinsics
+        if self.options.hands == "mps":
             track = hand_track(
                 source.tracking,
                 source.times_ns[clip.frames],
                 source.device_camera(clip.frames[0]),
-                intr,
+                camera,
             )
-            if self.mano is None:
-                return (
-                    track,
-                    render_skeleton(track, intr, intr.width, intr.height),
-                    {"representation": "skeleton", "backend": f"aria-{source.hand_source}"},
-                )
-            from dwm_data.hands.fit import fit_mano
+            intr, backend, faces = camera, f"aria-{source.hand_source}", None
+            if self.mano is not None:
+                from dwm_data.hands.fit import fit_mano
 
-            track = fit_mano(track, self.mano, intr)
-            faces = (self.mano.faces["left"], self.mano.faces["right"])
-            return (
-                track,
-                render_mesh(track.vertices, faces, intr, intr.width, intr.height),
-                {"representation": "mesh", "backend": f"aria-{source.hand_source}+mano-fit"},
-            )
-        from dwm_data.hands.backend import estimate_hands
-
-        backend = self.backend
-        estimate = estimate_hands(backend, frames, intr)
-        track = estimate.track
-        if backend.has_meshes:
-            hand_video = render_mesh(
-                track.vertices, backend.faces, estimate.intrinsics, intr.width, intr.height
-            )
+                track = fit_mano(track, self.mano, camera)
+                faces = (self.mano.faces["left"], self.mano.faces["right"])
+                backend = f"{backend}+mano-fit"
         else:
-            hand_video = render_skeleton(track, estimate.intrinsics, intr.width, intr.height)
-        representation = "mesh" if backend.has_meshes else "skeleton"
-        return track, hand_video, {"representation": representation, "backend": opts.hands}
+            from dwm_data.hands.backend import estimate_hands
+
+            estimate = estimate_hands(self.backend, frames, camera)
+            track, intr, backend = estimate.track, estimate.intrinsics, self.options.hands
+            faces = self.backend.faces if self.backend.has_meshes else None
+        hand_video = render_hands(track, faces, intr, camera.width, camera.height)
+        representation = "skeleton" if faces is None else "mesh"
+        return track, hand_video, {"representation": representation, "backend": backend}

@@ -414,6 +414,17 @@ def render_skeleton(
     return out
 
 
+def render_hands(
+    track: HandTrack, faces: Faces | None, intrinsics: Intrinsics, width: int, height: int
+) -> np.ndarray:
+    """(F,H,W,3) uint8: the hand video of a track, as every source draws it: meshes when there
+    are mesh faces (the track's MANO vertices, what the official model was trained on), else
+    skeletons. `intrinsics` are those the track was estimated in; they are rescaled."""
+    if faces is not None:
+        return render_mesh(track.vertices, faces, intrinsics, width, height)
+    return render_skeleton(track, intrinsics, width, height)
+
+
 def _crop(pixels: np.ndarray, width: int, height: int, step: int = 16) -> tuple[int, ...] | None:
     """(x0, y0, w, h): the part of the image the hands can cover, in sizes rounded up to `step`
     so tiles pack in rows. llvmpipe's cost grows with the pixels drawn and read back, and hands

@@ -26,7 +26,7 @@ from dwm_data.hands.backend import (
     resolve_backend,
     skeleton_warning,
 )
-from dwm_data.hands.render import render_mesh, render_skeleton
+from dwm_data.hands.render import render_hands
 from dwm_data.hands.track import HandTrack
 from dwm_data.sample import Sample, make_key, make_sample
 from dwm_data.taste.captions import caption_key, read_captions
@@ -189,11 +189,8 @@ class TasteBuilder(Builder):
         self, estimate: Estimate, width: int, height: int, frames: slice = slice(None)
     ) -> np.ndarray:
         track = estimate.track.select(np.arange(estimate.track.frames)[frames])
-        if self.style() == "mesh":
-            return render_mesh(
-                track.vertices, self.backend.faces, estimate.intrinsics, width, height
-            )
-        return render_skeleton(track, estimate.intrinsics, width, height)
+        faces = self.backend.faces if self.style() == "mesh" else None
+        return render_hands(track, faces, estimate.intrinsics, width, height)
 
     def _prompt(self, clip: Clip) -> str:
         if clip.is_taste:
