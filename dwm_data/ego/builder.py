@@ -268,14 +268,12 @@ class EgoBuilder(Builder):
     def _hand_video(
         self, estimate: Estimate, scaled_w: int, scaled_h: int, width: int, height: int
     ) -> np.ndarray:
-        from dwm_data.hands.render import render_mesh, render_skeleton
+        """The shared hand video at the scaled content size, placed on the canvas as the video."""
+        from dwm_data.hands.render import render_hands
 
-        if self.backend.has_meshes:
-            drawn = render_mesh(
-                estimate.track.vertices, self.backend.faces, estimate.intrinsics, scaled_w, scaled_h
-            )
-        else:
-            drawn = render_skeleton(estimate.track, estimate.intrinsics, scaled_w, scaled_h)
+        drawn = render_hands(
+            estimate.track, self.backend.faces, estimate.intrinsics, scaled_w, scaled_h
+        )
         return np.stack([place(f, width, height) for f in drawn])
 
     def _prompt(self, path: Path) -> str:
