@@ -23,6 +23,9 @@ class UnitError(DwmDataError):
     def __str__(self) -> str:
         return f"{self.stage}: {self.message}"
 
+    def __reduce__(self):  # pickled across processes (a pool, Ray) with both fields
+        return type(self), (self.stage, self.message)
+
 
 class MissingExtraError(DwmDataError):
     """An optional dependency is not installed; the message names the extra that provides it."""

@@ -36,19 +36,43 @@ def reconstruct(
     frames: np.ndarray, keep: np.ndarray | None, workdir: Path, settings: SfmSettings
 ) -> Cameras:
     """Poses of every frame (F, H, W, 3 uint8); `keep` (F, H, W bool) is where features may be
-    taken (False on hands and arms). Raises `UnitError("cameras", ...)` when it fails."""
+    taken (False on hands and arms). Raises `UnitError("cameras", ...)` when it fails.
+
+    pycolmap runs in a fresh process of its own: in a process that had already run other native
+    libraries (the test suite, after Blender, torch, projectaria and friends) its image reader
+    corrupted the heap and hung, and a build-ego worker holds MediaPipe and torch as well."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing import get_context
+
+    require("pycolmap", "ego")
+    _write_inputs(frames, keep, workdir / "images", workdir / "masks", settings.equalise)
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        job = pool.submit(
+            _reconstruct, len(frames), max(frames.shape[1:3]), keep is not None, workdir, settings
+        )
+        try:
+            return job.result()
+        except BrokenProcessPool as exc:
+            raise UnitError(
+                "cameras", "structure from motion crashed (pycolmap's process died)"
+            ) from exc
+
+
+def _reconstruct(
+    count: int, max_size: int, masked: bool, workdir: Path, settings: SfmSettings
+) -> Cameras:
     pycolmap = require("pycolmap", "ego")
     started = time.time()
     images, masks, database = workdir / "images", workdir / "masks", workdir / "database.db"
-    _write_inputs(frames, keep, images, masks, settings.equalise)
     database.unlink(missing_ok=True)
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = settings.camera_model
-    if keep is not None:
+    if masked:
         reader.mask_path = str(masks)
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = settings.threads
-    extraction.max_image_size = max(frames.shape[1:3])
+    extraction.max_image_size = max_size
     extraction.sift.max_num_features = settings.max_features
     extraction.sift.peak_threshold = settings.peak_threshold
     pycolmap.extract_features(
@@ -89,7 +113,7 @@ def reconstruct(
             "parallax: too little camera translation, or too few matches)",
         )
     model = max(models.values(), key=lambda m: m.num_reg_images())
-    return _cameras(model, len(frames), features, started)
+    return _cameras(model, count, features, started)
 
 
 def _write_inputs(
