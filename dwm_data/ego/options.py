@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dwm_data.options import BuilderOptions, Cli
+from dwm_data.hands.options import HandEstimationOptions
+from dwm_data.options import Cli
 from dwm_data.splat.config import SplatConfig
 
 
@@ -58,7 +59,7 @@ class EgoSection(BaseModel):
     splat: SplatConfig = SplatConfig(steps=1500, refine_start=300, max_gaussians=60_000)
 
 
-class EgoOptions(BuilderOptions):
+class EgoOptions(HandEstimationOptions):
     source: Annotated[str, Cli(argument=True, path=True)] = Field(
         description="A folder of egocentric videos (searched recursively) or a list file of "
         "video paths; optional <stem>.txt prompts beside the videos."
@@ -68,26 +69,6 @@ class EgoOptions(BuilderOptions):
         description="A folder of your own cameras instead of structure from motion: per video "
         "<stem>.poses.npz (cam_to_world (N,4,4) OpenCV per source frame, K (3,3), width, height) "
         "or a COLMAP model <stem>/ (cameras, images; image names numbered by source frame).",
-    )
-    backend: Annotated[Literal["auto", "mediapipe", "hamer", "mano-fit"], Cli(name="hands")] = (
-        Field(
-            "auto",
-            description="Hand estimation: auto (hamer with --hamer-dir, else mano-fit with "
-            "--mano-dir, else mediapipe skeletons), mediapipe, hamer, or mano-fit.",
-        )
-    )
-    mano_dir: Annotated[str | None, Cli(path=True)] = Field(
-        None, description="Folder with MANO_RIGHT.pkl and MANO_LEFT.pkl (mano-fit)."
-    )
-    hamer_dir: Annotated[str | None, Cli(path=True)] = Field(
-        None, description="HaMeR clone: its hamer package (if not installed) and _DATA/."
-    )
-    hamer_checkpoint: Annotated[str | None, Cli(path=True)] = Field(
-        None, description="HaMeR checkpoint (default: the one in _DATA/)."
-    )
-    device: str = Field("cpu", description="Torch device for HaMeR.")
-    hands_files: bool = Field(
-        False, description="Take hand keypoints from <stem>.hands.npz, not MediaPipe."
     )
     license: str = Field("unspecified", description="Licence of the videos, recorded per sample.")
     allow_missing_prompt: bool = Field(

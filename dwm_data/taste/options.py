@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dwm_data.options import BuilderOptions, Cli
+from dwm_data.hands.options import HandEstimationOptions
+from dwm_data.options import Cli
 
 
 class TasteSection(BaseModel):
@@ -22,7 +23,7 @@ class TasteSection(BaseModel):
     max_gap: int = Field(2, ge=0)  # frames bridged by the temporal clean-up
 
 
-class TasteOptions(BuilderOptions):
+class TasteOptions(HandEstimationOptions):
     source: Annotated[str, Cli(argument=True, path=True)] = Field(
         description="A TASTE-Rob root (SingleHand/, DoubleHand/, captions.xlsx), a split list "
         "file, or a folder of video clips with optional <stem>.txt prompts."
@@ -33,33 +34,13 @@ class TasteOptions(BuilderOptions):
     captions: Annotated[str | None, Cli(path=True)] = Field(
         None, description="captions.xlsx (default: the one in SOURCE)."
     )
-    backend: Annotated[Literal["auto", "mediapipe", "hamer", "mano-fit"], Cli(name="hands")] = (
-        Field(
-            "auto",
-            description="Hand estimation: auto (hamer with --hamer-dir, else mano-fit with "
-            "--mano-dir, else mediapipe skeletons), mediapipe (offline), hamer, or mano-fit.",
-        )
-    )
     style: Literal["mesh", "skeleton"] | None = Field(
         None, description="Hand video: mesh (official) or skeleton. Default: mesh if possible."
     )
-    mano_dir: Annotated[str | None, Cli(path=True)] = Field(
-        None, description="Folder with MANO_RIGHT.pkl and MANO_LEFT.pkl (mano-fit)."
-    )
-    hamer_dir: Annotated[str | None, Cli(path=True)] = Field(
-        None, description="HaMeR clone: its hamer package (if not installed) and _DATA/."
-    )
-    hamer_checkpoint: Annotated[str | None, Cli(path=True)] = Field(
-        None, description="HaMeR checkpoint (default: the one in _DATA/)."
-    )
-    device: str = Field("cpu", description="Torch device for HaMeR.")
     clean_static: bool = Field(False, description="Inpaint the hands out of the static frame.")
     license: str | None = Field(
         None, description="Licence to record (default: CC BY-NC 4.0 for TASTE-Rob)."
     )
     allow_missing_caption: bool = Field(
         False, description="Keep clips without a caption, with an empty prompt."
-    )
-    hands_files: bool = Field(
-        False, description="Take hand landmarks from <clip>.hands.npz, not MediaPipe."
     )
