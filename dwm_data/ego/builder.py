@@ -11,7 +11,6 @@ too dark for features, a partial reconstruction) is a recorded failure with its 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,12 +26,11 @@ from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.hands.backend import (
     Estimate,
     HandBackend,
-    check_backend,
+    backend_from,
+    check_estimation,
+    chosen_backend,
     estimate_hands,
     landmark_track,
-    make_backend,
-    resolve_backend,
-    skeleton_warning,
 )
 from dwm_data.hands.track import HandTrack
 from dwm_data.sample import Sample, make_key, make_sample
@@ -52,8 +50,7 @@ class EgoBuilder(Builder):
 
     @property
     def backend_name(self) -> str:
-        opts = self.options
-        return resolve_backend(opts.backend, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint)
+        return chosen_backend(self.options)
 
     def preflight(self) -> None:
         """The input, the poses folder, the hand backend's files and pycolmap, before any work."""
@@ -67,10 +64,8 @@ class EgoBuilder(Builder):
             raise DwmDataError(f"build-ego: --poses {opts.poses} is not a folder")
         if opts.poses is None:
             require("pycolmap", "ego")
-        check_backend(self.backend_name, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint)
-        if opts.backend == "auto" and self.backend_name == "mediapipe":
-            logging.getLogger(__name__).warning(skeleton_warning("build-ego"))
-        require("mediapipe", "hands")
+        # the detector always runs: it looks for the actor in the static video
+        check_estimation(opts, "build-ego", detector=True)
 
     def plan(self) -> list[WorkUnit]:
         return [
@@ -79,10 +74,7 @@ class EgoBuilder(Builder):
         ]
 
     def setup(self) -> None:
-        opts = self.options
-        self.backend = make_backend(
-            opts.backend, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint, opts.device
-        )
+        self.backend = backend_from(self.options)
 
     def process(self, unit: WorkUnit, ctx: UnitContext) -> Iterable[Sample]:
         path = Path(unit.payload["path"])

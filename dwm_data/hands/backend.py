@@ -8,10 +8,11 @@ model fails at start with one line instead of failing every clip.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from dwm_data.cameras import Intrinsics
 from dwm_data.hands.cleanup import CleanupReport, clean_track
 from dwm_data.hands.landmarks import MediaPipeHands, lift_to_camera
 from dwm_data.hands.track import HandTrack
+
+if TYPE_CHECKING:
+    from dwm_data.hands.options import HandEstimationOptions
 
 BACKENDS = ("mediapipe", "hamer", "mano-fit")
 
@@ -156,6 +160,34 @@ def make_backend(
     if name == "hamer":
         return HamerBackend(hamer_dir, hamer_checkpoint, device)
     raise ValueError(f"unknown hand backend '{name}' (known: auto, {', '.join(BACKENDS)})")
+
+
+def chosen_backend(options: HandEstimationOptions) -> str:
+    """The backend a source's `--hands` stands for (the same in every worker)."""
+    return resolve_backend(
+        options.backend, options.mano_dir, options.hamer_dir, options.hamer_checkpoint
+    )
+
+
+def check_estimation(options: HandEstimationOptions, command: str, *, detector: bool) -> None:
+    """A source's hand estimation at plan time, so a missing model fails the run at start:
+    the backend's files, the skeleton fallback said once, and MediaPipe when the source runs
+    the detector on frames (not when every hand comes from `.hands.npz` files)."""
+    name = chosen_backend(options)
+    check_backend(name, options.mano_dir, options.hamer_dir, options.hamer_checkpoint)
+    if options.backend == "auto" and name == "mediapipe":
+        logging.getLogger(__name__).warning(skeleton_warning(command))
+    if detector:
+        from dwm_data.extras import require
+
+        require("mediapipe", "hands")
+
+
+def backend_from(options: HandEstimationOptions) -> HandBackend:
+    opts = options
+    return make_backend(
+        opts.backend, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint, opts.device
+    )
 
 
 @dataclass(frozen=True)

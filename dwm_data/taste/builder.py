@@ -8,7 +8,6 @@ failure, never a short sample.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,11 +19,10 @@ from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.hands.backend import (
     Estimate,
     HandBackend,
-    check_backend,
+    backend_from,
+    check_estimation,
+    chosen_backend,
     estimate_hands,
-    make_backend,
-    resolve_backend,
-    skeleton_warning,
 )
 from dwm_data.hands.render import render_hands
 from dwm_data.hands.track import HandTrack
@@ -62,7 +60,7 @@ class TasteBuilder(Builder):
     def preflight(self) -> None:
         """The style/backend pair, the backend's files and the input, before any work."""
         self.style()
-        self._check_backend_files()
+        check_estimation(self.options, "build-taste", detector=not self.options.hands_files)
         data_root = Path(self.options.data_root).resolve() if self.options.data_root else None
         if data_root is not None and not data_root.is_dir():
             raise DwmDataError(f"build-taste: --data-root {data_root} is not a folder")
@@ -89,20 +87,7 @@ class TasteBuilder(Builder):
 
     @property
     def backend_name(self) -> str:
-        """The backend `--hands auto` stands for (the same in every worker)."""
-        opts = self.options
-        return resolve_backend(opts.backend, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint)
-
-    def _check_backend_files(self) -> None:
-        """The cheap part of making the backend, so a missing model fails the run at start."""
-        opts = self.options
-        check_backend(self.backend_name, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint)
-        if opts.backend == "auto" and self.backend_name == "mediapipe":
-            logging.getLogger(__name__).warning(skeleton_warning("build-taste"))
-        if not opts.hands_files:
-            from dwm_data.extras import require
-
-            require("mediapipe", "hands")
+        return chosen_backend(self.options)
 
     def _captions_path(self) -> Path | None:
         if self.options.captions:
@@ -114,13 +99,7 @@ class TasteBuilder(Builder):
         return None
 
     def setup(self) -> None:
-        self.backend = make_backend(
-            self.options.backend,
-            mano_dir=self.options.mano_dir,
-            hamer_dir=self.options.hamer_dir,
-            hamer_checkpoint=self.options.hamer_checkpoint,
-            device=self.options.device,
-        )
+        self.backend = backend_from(self.options)
         path = self._captions_path()
         self.captions = read_captions(path) if path is not None else {}
 
