@@ -194,3 +194,28 @@ def test_preview_writes_a_contact_sheet_and_a_video(tmp_path):
     assert probe(tmp_path / "p.mp4").frames == 9
     with pytest.raises(Exception, match="no sample"):
         write_preview(tmp_path / "run", tmp_path / "q.png", keys=["nope"])
+
+
+def test_both_prompt_folders_round_trip_byte_for_byte(tmp_path):
+    """prompts_rewrite/ is the txt (what the official trainer reads); the raw caption in
+    prompts/ is kept in json, and export -> import -> export gives both folders back."""
+    layout = tmp_path / "layout"
+    write_synthetic_layout(layout, clips=2, frames=9, width=64, height=48, fps=8)
+    base = layout / "synthetic_scene" / "rec0"
+    (base / "prompts").mkdir()
+    raws = {"00000": "I push the box café-left.\n", "00001": "Frame by frame:\r\nI push it.  "}
+    for stem, text in raws.items():
+        (base / "prompts" / f"{stem}.txt").write_bytes(text.encode("utf-8"))
+    recipe = load_recipe("tiny")
+    assert build("import-dwm", {"source": str(layout)}, recipe, tmp_path / "run", progress=False).ok
+    samples = {s.meta["layout"]["stem"]: s for s in read_samples(tmp_path / "run")}
+    for stem, sample in samples.items():
+        assert sample.prompt == (base / "prompts_rewrite" / f"{stem}.txt").read_text("utf-8")
+        assert sample.meta["caption"] == {"captioner": "imported", "raw": raws[stem]}
+    export_dwm(tmp_path / "run", tmp_path / "out")
+    assert same_tree(layout, tmp_path / "out", {MARKER, "dwm_train.txt"}) == []
+    assert build(
+        "import-dwm", {"source": str(tmp_path / "out")}, recipe, tmp_path / "run2", progress=False
+    ).ok
+    export_dwm(tmp_path / "run2", tmp_path / "out2")
+    assert same_tree(tmp_path / "out", tmp_path / "out2") == []

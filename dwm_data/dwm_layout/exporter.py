@@ -3,7 +3,8 @@ reads our data as it reads the released data.
 
 Where each source's samples go (dwm-recipe.md sections 9 and 14, the released real-world
 examples), each folder holding `{videos,videos_static,videos_hands,prompts_rewrite}/<stem>.*`
-(and `prompts/`, the raw caption, for samples written by `dwm-data caption`):
+(and `prompts/`, the raw caption, for samples written by `dwm-data caption` or imported with
+one):
 
     trumans     trumans/ego_render_fov<fov>/<scene>/<recording>/   stem: the clip, 00000
     taste-rob   taste_rob/<SingleHand|DoubleHand>/<scene>/         stem: the clip id
@@ -136,7 +137,7 @@ def _write_samples(samples: Iterable[Sample], root: Path, split: str) -> dict[st
             base / sub / f"{where.stem}.mp4": getattr(sample, name) for name, sub in SUBDIRS.items()
         }
         files[base / "prompts_rewrite" / f"{where.stem}.txt"] = sample.prompt.encode("utf-8")
-        raw = sample.meta.get("caption", {}).get("raw")  # a `caption` run's, before its rewrite
+        raw = sample.meta.get("caption", {}).get("raw")  # before the rewrite
         if raw is not None:
             files[base / "prompts" / f"{where.stem}.txt"] = raw.encode("utf-8")
         for path, data in files.items():

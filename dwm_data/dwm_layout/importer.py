@@ -3,6 +3,10 @@
 Videos that already match the recipe (H.264, frame count, size, fps) are stored byte for byte,
 whatever their pixel format, so importing and exporting the official data gives back the same
 files. Anything else is resampled and refitted to the recipe.
+
+The prompt is `prompts_rewrite/` (what the official trainer reads), else `prompts/`. A raw
+caption in `prompts/` is kept in `json` where `dwm-data caption` keeps its own
+(`caption.raw`), so the export writes both folders back as they were.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from dwm_data.dwm_layout.options import ImportOptions
 from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.sample import Sample, make_key, make_sample
 from dwm_data.video import probe, read_clip
+
+RAW_PROMPTS = "prompts"  # the official raw captions, before their rewrite
 
 
 class ImportBuilder(Builder):
@@ -92,6 +98,7 @@ class ImportBuilder(Builder):
                 raise UnitError("input", f"missing {SUBDIRS[name]}/{stem}.mp4 in {clip_dir}")
         infos = {name: probe(path) for name, path in paths.items()}
         prompt = self._prompt(clip_dir, stem)
+        raw = clip_dir / RAW_PROMPTS / f"{stem}.txt"
         for name, path in paths.items():
             if infos[name].matches(
                 video_cfg.frames, video_cfg.width, video_cfg.height, video_cfg.rate
@@ -125,6 +132,8 @@ class ImportBuilder(Builder):
             "hands": {"representation": "mesh", "backend": "imported"},
             "stored_as_is": sorted(encoded),
         }
+        if raw.is_file():
+            meta["caption"] = {"captioner": "imported", "raw": raw.read_bytes().decode("utf-8")}
         yield make_sample(
             make_key("dwm", *parts, stem),
             frames,
