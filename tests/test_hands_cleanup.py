@@ -32,7 +32,7 @@ def test_one_frame_jump_is_dropped_and_bridged():
 
 def test_steady_motion_is_kept():
     cleaned, report = clean_track(_moving_hand(9, list(range(9))))
-    assert report.as_dict() == {"relabelled": 0, "dropped": 0, "bridged": 0}
+    assert report.as_dict() == {"relabelled": 0, "dropped": 0, "bridged": 0, "followed": 0}
 
 
 def test_short_gaps_are_bridged_long_gaps_are_not():

@@ -61,8 +61,7 @@ def two_hands(mano_dir: Path, frames: int) -> tuple[np.ndarray, tuple[np.ndarray
 
 
 def main(quick: bool = False) -> list[tuple[str, str]]:
-    from dwm_data.hands.backend import landmark_track
-    from dwm_data.hands.landmarks import MediaPipeHands
+    from dwm_data.hands.backend import estimate_hands, make_backend
     from dwm_data.hands.render import render_mesh, render_skeleton
     from dwm_data.video import read_clip
 
@@ -84,8 +83,10 @@ def main(quick: bool = False) -> list[tuple[str, str]]:
         (clip_frames, _), decode_s = _timed(
             lambda: read_clip(clip, frames, video.rate, width, height, video.resize)
         )
-        detector = MediaPipeHands()
-        track, estimate_s = _timed(lambda: landmark_track(clip_frames, detector, k))
+        backend = make_backend("mediapipe")
+        # as build-taste estimates: detection, clean-up and following of lost hands
+        estimate, estimate_s = _timed(lambda: estimate_hands(backend, clip_frames, k))
+        track = estimate.track
         vertices, faces, hands = two_hands(Path(tmp) / "mano", frames)
         from dwm_data.hands.fit import fit_mano
 
@@ -155,13 +156,16 @@ def score_real_clip(video: Path, official: Path | None, mano_dir: Path) -> RealC
     k = Intrinsics.from_fov(*size, HFOV_DEG)
     skeleton_backend = make_backend("mediapipe")
     landmarks, detect_s = _timed(lambda: landmark_track(frames, skeleton_backend.detector, k))
-    skeleton = estimate_hands(skeleton_backend, frames, k, landmarks=landmarks)
+    skeleton, clean_s = _timed(
+        lambda: estimate_hands(skeleton_backend, frames, k, landmarks=landmarks, follow=True)
+    )
+    detect_s += clean_s  # estimation: detection, clean-up and following
     found = int(skeleton.track.valid.any(axis=1).sum())
     scores: dict[str, HandVideoScores | None] = {"skeleton": None, "mesh": None}
     if official is not None:
         reference, _ = read_clip(official, recipe.frames, recipe.rate, *size, recipe.resize)
         mesh_backend = make_backend("mano-fit", mano_dir=mano_dir)
-        mesh = estimate_hands(mesh_backend, frames, k, landmarks=landmarks)
+        mesh = estimate_hands(mesh_backend, frames, k, landmarks=landmarks, follow=True)
         videos = {
             "skeleton": render_skeleton(skeleton.track, skeleton.intrinsics, *size),
             "mesh": render_mesh(mesh.track.vertices, mesh_backend.faces, mesh.intrinsics, *size),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from dwm_data.cameras import Intrinsics
 from dwm_data.hands.cleanup import CleanupReport, clean_track
+from dwm_data.hands.follow import follow_lost_hands
 from dwm_data.hands.landmarks import MediaPipeHands, lift_to_camera
 from dwm_data.hands.track import HandTrack
 
@@ -217,11 +218,18 @@ def estimate_hands(
     assumed: Intrinsics,
     max_gap: int = 2,
     landmarks: HandTrack | None = None,
+    follow: bool | None = None,
 ) -> Estimate:
-    """Landmarks -> temporal clean-up -> the backend's refinement, for one clip. `landmarks`
-    replaces MediaPipe when the hands are already known (a capture rig, an earlier run)."""
+    """Landmarks -> temporal clean-up -> lost hands followed by optical flow -> the backend's
+    refinement, for one clip. `landmarks` replaces MediaPipe when the hands are already known
+    (a capture rig, an earlier run); those are not followed unless `follow` says so, because a
+    hand missing from a known track is an absent one, not a lost one."""
+    if follow is None:
+        follow = landmarks is None
     if landmarks is None:
         landmarks = landmark_track(frames, backend.detector, assumed)
     landmarks, report = clean_track(landmarks, max_gap=max_gap)
+    if follow:
+        report = replace(report, followed=follow_lost_hands(frames, landmarks, assumed))
     intrinsics = backend.camera(assumed)
     return Estimate(backend.refine(frames, landmarks, intrinsics), intrinsics, report)

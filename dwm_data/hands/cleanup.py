@@ -5,7 +5,8 @@ is unsure when a hand enters or leaves the frame), jumps for one frame (a wrong 
 vanishes for a frame or two behind an object. A continuous lone hand takes the side most of its
 frames agree on; a spike that leaves and returns is dropped; a short gap between two good frames
 is filled by interpolation; a long gap stays empty, because a hand invented over seconds would
-teach the model motion that never happened.
+teach the model motion that never happened. Only the frames themselves can fill a long gap:
+`hands.follow` carries a lost hand along the image's own motion after this clean-up.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ class CleanupReport:
     relabelled: int  # hand-frames moved to the other side
     dropped: int  # hand-frames removed as jumps
     bridged: int  # hand-frames filled inside short gaps
+    followed: int = 0  # hand-frames followed by optical flow after the clean-up (hands.follow)
 
     def as_dict(self) -> dict[str, int]:
-        return {"relabelled": self.relabelled, "dropped": self.dropped, "bridged": self.bridged}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 def clean_track(

@@ -141,7 +141,7 @@ def _one_per_side(found: list[Detection]) -> list[Detection]:
     go first (`_plausible`)."""
     kept: dict[int, Detection] = {}
     for det in sorted(_plausible(found), key=lambda d: -d.score):
-        if any(_iou(det.box, other.box) > 0.3 for other in kept.values()):
+        if any(box_iou(det.box, other.box) > 0.3 for other in kept.values()):
             continue
         side = det.side if det.side not in kept else 1 - det.side
         if side not in kept:
@@ -163,7 +163,8 @@ def _plausible(found: list[Detection]) -> list[Detection]:
     ]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = w * h
