@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from cli import dataset, runs, train
+from cli import dataset, runs, simulate, train
 from cli.generate import Commands
 
 app = typer.Typer(
@@ -27,6 +27,8 @@ app.command("encode", rich_help_panel="Train")(train.encode)
 app.command("train", rich_help_panel="Train")(train.train)
 app.command("sample", rich_help_panel="Train")(train.sample)
 app.command("eval", rich_help_panel="Train")(train.evaluate)
+app.command("simulate", rich_help_panel="Simulate")(simulate.simulate)
+app.command("rank", rich_help_panel="Simulate")(simulate.rank)
 app.command("status", rich_help_panel="Runs")(runs.status)
 app.command("run-task", rich_help_panel="Runs", hidden=True)(runs.run_task)
 app.command("demo", rich_help_panel="Start here")(runs.demo)

@@ -1,0 +1,311 @@
+"""`dwm-data simulate`: camera paths, scenes (splat, mesh), hand motions and the result folder.
+
+The references are outside the code under test where there is one: the brute-force splat
+compositor, `project` of known geometry for meshes, the builders' `render_hands` call on the
+same track, nerfstudio's camera_path layout and the demo's own camera path.
+"""
+
+# ruff: noqa: F811 (fixtures imported from test_model are parameters here)
+from __future__ import annotations
+
+import json
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from test_model import tiny_base, trained_like  # noqa: F401
+
+from dwm_data.cameras import Intrinsics, project, world_to_camera
+from dwm_data.errors import DwmDataError
+from dwm_data.fixtures.aria import room_scene, upright_path
+from dwm_data.recipe import load_recipe
+from dwm_data.simulate.paths import load_path, look_at, write_nerfstudio
+from dwm_data.splat.ply import load_ply, save_ply
+
+RECIPE = load_recipe("tiny")
+VIDEO = RECIPE.video
+FRAMES, WIDTH, HEIGHT, FPS = VIDEO.frames, VIDEO.width, VIDEO.height, VIDEO.rate
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo_poses(frames: int = FRAMES, fps: Fraction = FPS) -> np.ndarray:
+    """The demo capture's interaction cameras (the room's walkthrough after exploring)."""
+    return np.stack([upright_path(3.0 + i / float(fps), 3.0) for i in range(frames)])
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory):
+    """The demo's splat (the generated room of the aria-capture stage) as a .ply, and a
+    camera.npy of its interaction path."""
+    folder = tmp_path_factory.mktemp("room")
+    params = room_scene(0.12, np.random.default_rng(0))
+    save_ply(params, folder / "room.ply")
+    np.save(folder / "camera.npy", demo_poses().astype(np.float32))
+    return folder
+
+
+# --- camera paths -------------------------------------------------------------------------
+
+
+def test_paths_from_every_format_give_the_same_poses(tmp_path):
+    poses = demo_poses()
+    k = Intrinsics.from_fov(WIDTH, HEIGHT, 100)
+    np.save(tmp_path / "camera.npy", poses)
+    write_nerfstudio(poses, k, FPS, tmp_path / "camera_path.json")
+    times = [i / float(FPS) for i in range(FRAMES)]
+    matrices = [
+        {"time": t, "camera_to_world": p.tolist()} for t, p in zip(times, poses, strict=True)
+    ]
+    (tmp_path / "keys.yaml").write_text(yaml.safe_dump({"fov": 100, "keyframes": matrices}))
+    eyes = poses[:, :3, 3]
+    aimed = [
+        {"time": t, "position": e.tolist(), "look_at": (e + p[:3, 2]).tolist()}
+        for t, e, p in zip(times, eyes, poses, strict=True)
+    ]
+    (tmp_path / "keys.json").write_text(json.dumps({"fov": 100, "keyframes": aimed}))
+    loaded = {
+        name: load_path(
+            tmp_path / name, FRAMES, FPS, WIDTH, HEIGHT, fov=None if name != "camera.npy" else 100
+        )
+        for name in ("camera.npy", "camera_path.json", "keys.yaml", "keys.json")
+    }
+    for name, path in loaded.items():
+        assert np.allclose(path.poses, poses, atol=1e-6), name
+        assert np.allclose(path.intrinsics.matrix, k.matrix, atol=1e-6), name
+    # nerfstudio's file: OpenGL camera axes, row-major, a vertical fov
+    data = json.loads((tmp_path / "camera_path.json").read_text())
+    first = np.array(data["camera_path"][0]["camera_to_world"]).reshape(4, 4)
+    assert np.allclose(first[:3, 2], -poses[0, :3, 2]) and np.allclose(
+        first[:3, 1], -poses[0, :3, 1]
+    )
+    vertical = 2 * math.degrees(math.atan(HEIGHT / 2 / k.fy))
+    assert data["camera_path"][0]["fov"] == pytest.approx(vertical)
+
+
+def test_coarse_keyframes_are_interpolated_smoothly_through_their_poses(tmp_path):
+    fine = demo_poses(33, Fraction(32))  # the same second of the walk, 4x denser
+    keys = [{"time": i / 8, "camera_to_world": fine[4 * i].tolist()} for i in range(0, 9, 2)]
+    (tmp_path / "keys.yaml").write_text(yaml.safe_dump({"keyframes": keys}))
+    path = load_path(tmp_path / "keys.yaml", 33, Fraction(32), WIDTH, HEIGHT)
+    assert np.allclose(path.poses[::8], fine[::8], atol=1e-9)  # exact at the keyframes
+    rotation = path.poses[:, :3, :3]
+    assert np.allclose(rotation @ rotation.transpose(0, 2, 1), np.eye(3), atol=1e-9)
+    assert np.abs(path.poses[:, :3, 3] - fine[:, :3, 3]).max() < 0.01  # metres off the true walk
+    assert path.intrinsics.fx == pytest.approx(WIDTH / 2)  # the official 90 degrees by default
+
+
+def test_untimed_keyframes_span_the_clip_and_look_at_points_up(tmp_path):
+    keys = [
+        {"position": [0, 0, 1.5], "look_at": [1, 0, 1.5]},
+        {"position": [0.5, 0, 1.5], "look_at": [1.5, 0.2, 1.4]},
+    ]
+    (tmp_path / "k.yaml").write_text(yaml.safe_dump({"fov": 60, "keyframes": keys}))
+    path = load_path(tmp_path / "k.yaml", FRAMES, FPS, WIDTH, HEIGHT)
+    assert np.allclose(path.poses[0, :3, 3], [0, 0, 1.5]) and np.allclose(
+        path.poses[-1, :3, 3], [0.5, 0, 1.5]
+    )
+    # looking along +x with z up: image right is -y, image down is -z
+    assert np.allclose(path.poses[0, :3, :3], [[0, 0, 1], [-1, 0, 0], [0, -1, 0]], atol=1e-12)
+    assert np.allclose(look_at(np.zeros(3), np.array([1.0, 0, 0]))[:3, :3], path.poses[0, :3, :3])
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("nan", "pose 3 is not finite"),
+        ("scaled", "pose 5 is not rigid"),
+        ("short", "the path lasts"),
+    ],
+)
+def test_bad_paths_are_one_line(tmp_path, damage, message):
+    poses = demo_poses()
+    if damage == "nan":
+        poses[3, 0, 3] = np.nan
+    elif damage == "scaled":
+        poses[5, :3, :3] *= 1.2
+    else:
+        poses = poses[:5]
+    np.save(tmp_path / "camera.npy", poses)
+    with pytest.raises(DwmDataError, match=message) as info:
+        load_path(tmp_path / "camera.npy", FRAMES, FPS, WIDTH, HEIGHT)
+    assert "\n" not in str(info.value)
+
+
+# --- scenes ----------------------------------------------------------------------------------
+
+
+def _reference_frame(params, pose: np.ndarray, k: Intrinsics) -> np.ndarray:
+    """The brute-force compositor (one Gaussian at a time, float64) on gsplat's projection."""
+    import torch
+    from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
+
+    from dwm_data.splat.compositor import reference_composite
+    from dwm_data.splat.model import SH_C0
+    from dwm_data.splat.render import gsplat_K
+
+    viewmat = torch.from_numpy(np.linalg.inv(pose)).float()[None]
+    K = torch.from_numpy(gsplat_K(k)).float()[None]
+    covars, _ = _quat_scale_to_covar_preci(
+        params["quats"], torch.exp(params["scales"]), compute_preci=False
+    )
+    radii, means2d, depths, conics, _ = _fully_fused_projection(
+        params["means"], covars, viewmat, K, k.width, k.height
+    )
+    colors = (params["sh0"][:, 0] * SH_C0 + 0.5).clamp_min(0)[None]
+    image, _ = reference_composite(
+        means2d,
+        conics,
+        torch.sigmoid(params["opacities"]),
+        colors,
+        depths,
+        radii,
+        k.width,
+        k.height,
+    )
+    return (image[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def _static(scene: Path, path: Path, **spec) -> np.ndarray:
+    from dwm_model.simulate import SceneSpec, Simulator
+
+    return Simulator(SceneSpec(scene, path, **spec), RECIPE).static
+
+
+def test_static_video_from_a_splat_matches_the_splat_renderers_images(room):
+    static = _static(room / "room.ply", room / "camera.npy")
+    assert static.shape == (FRAMES, HEIGHT, WIDTH, 3) and static.std() > 10
+    params = load_ply(room / "room.ply")
+    k = Intrinsics.from_fov(WIDTH, HEIGHT, 90)
+    for index in (0, FRAMES - 1):
+        reference = _reference_frame(params, demo_poses()[index], k)
+        assert np.abs(static[index].astype(int) - reference).max() <= 2
+
+
+def _write_foreign_ply(params: dict, path: Path, fmt: str) -> None:
+    """The same splat as other writers lay it out: doubles, normals and uchar colours among the
+    fields, another field order, big endian or ASCII, and a trailing element."""
+    p = {k: v.numpy().astype(np.float64) for k, v in params.items()}
+    count = len(p["means"])
+    columns = {
+        "opacity": p["opacities"],
+        **{f"rot_{i}": p["quats"][:, i] for i in range(4)},
+        "red": np.full(count, 128), "green": np.full(count, 64), "blue": np.zeros(count),
+        **{f"f_dc_{i}": p["sh0"][:, 0, i] for i in range(3)},
+        **{f"scale_{i}": p["scales"][:, i] for i in range(3)},
+        **{axis: p["means"][:, i] for i, axis in enumerate("xyz")},
+        **{f"n{axis}": np.zeros(count) for axis in "xyz"},
+    }  # fmt: skip
+    kinds = {name: ("uchar" if name in ("red", "green", "blue") else "double") for name in columns}
+    header = (
+        f"ply\nformat {fmt} 1.0\ncomment written like another exporter\nelement vertex {count}\n"
+    )
+    header += "".join(f"property {kinds[n]} {n}\n" for n in columns)
+    header += "element camera 1\nproperty float fov\nend_header\n"
+    if fmt == "ascii":
+        rows = np.stack(list(columns.values()), axis=1)
+        body = "\n".join(" ".join(repr(float(x)) for x in row) for row in rows) + "\n0.5\n"
+        path.write_text(header + body)
+        return
+    order = ">" if fmt == "binary_big_endian" else "<"
+    dtype = [(n, order + ("u1" if kinds[n] == "uchar" else "f8")) for n in columns]
+    table = np.zeros(count, dtype)
+    for name, values in columns.items():
+        table[name] = values
+    path.write_bytes(header.encode() + table.tobytes() + np.array([0.5], order + "f4").tobytes())
+
+
+@pytest.mark.parametrize("fmt", ["binary_big_endian", "ascii"])
+def test_splats_of_other_writers_load_as_ours(room, tmp_path, fmt):
+    ours = load_ply(room / "room.ply")
+    _write_foreign_ply(ours, tmp_path / "other.ply", fmt)
+    theirs = load_ply(tmp_path / "other.ply")
+    assert set(theirs) == set(ours)
+    for name in ours:
+        assert np.allclose(theirs[name].numpy(), ours[name].numpy(), atol=1e-6), name
+
+
+def test_scene_up_axis_and_scale_are_applied(room, tmp_path):
+    """The room exported y-up in centimetres renders as the z-up metre room with --up y
+    --scale 0.01."""
+    import torch
+    from scipy.spatial.transform import Rotation
+
+    params = load_ply(room / "room.ply")
+    turn = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], np.float64)  # y-up -> z-up
+    back = Rotation.from_matrix(turn.T)
+    quats = Rotation.from_quat(params["quats"].numpy()[:, [1, 2, 3, 0]])
+    moved = dict(params)
+    moved["means"] = torch.from_numpy((params["means"].numpy() @ turn) * 100).float()
+    moved["quats"] = torch.from_numpy((back * quats).as_quat()[:, [3, 0, 1, 2]]).float()
+    moved["scales"] = params["scales"] + math.log(100)
+    save_ply(moved, tmp_path / "yup-cm.ply")
+    frames = slice(0, 3)
+    expected = _static(room / "room.ply", room / "camera.npy")[frames]
+    got = _static(tmp_path / "yup-cm.ply", room / "camera.npy", up="y", scale=0.01)[frames]
+    assert np.abs(got.astype(int) - expected).mean() < 0.5
+
+
+def test_a_ply_that_is_neither_splat_nor_mesh_is_one_line(tmp_path):
+    from dwm_data.simulate.scene import load_scene
+
+    points = tmp_path / "points.ply"
+    points.write_text("ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
+                      "property float z\nend_header\n0 0 0\n1 1 1\n")  # fmt: skip
+    with pytest.raises(DwmDataError, match="neither a Gaussian splat .* nor a mesh"):
+        load_scene(points)
+    (tmp_path / "junk.ply").write_bytes(b"not a ply at all")
+    with pytest.raises(DwmDataError, match="not a PLY file"):
+        load_scene(tmp_path / "junk.ply")
+
+
+def _mesh_room():
+    """A box room (faces inward, grey) with a red cube in it, z up, metres."""
+    import trimesh
+
+    walls = trimesh.creation.box(extents=(3.0, 3.0, 2.2))
+    walls.apply_translation((0, 0, 1.1))
+    walls.invert()
+    walls.visual.vertex_colors = (180, 180, 170, 255)
+    cube = trimesh.creation.box(extents=(0.3, 0.3, 0.3))
+    cube.apply_translation((1.0, 0.0, 1.2))
+    cube.visual.vertex_colors = (220, 30, 30, 255)
+    return trimesh.Scene({"walls": walls, "cube": cube})
+
+
+@pytest.fixture(scope="module")
+def mesh_scenes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mesh")
+    scene = _mesh_room()
+    scene.to_mesh().export(folder / "room.ply")  # z up as built, one mesh with colours
+    to_y_up = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], np.float64)
+    y_up = scene.copy()
+    y_up.apply_transform(to_y_up)  # (x, y, z) -> (x, z, -y): glTF's and OBJ's y up
+    y_up.export(folder / "room.glb")
+    y_up.to_mesh().export(folder / "room.obj")
+    keys = [{"position": [-0.5, 0.0, 1.2], "look_at": [1.0, 0.0, 1.2]}] * 2
+    (folder / "keys.yaml").write_text(yaml.safe_dump({"fov": 70, "keyframes": keys}))
+    return folder
+
+
+def test_mesh_scenes_render_the_same_room_from_each_format(mesh_scenes):
+    frames = {
+        name: _static(mesh_scenes / name, mesh_scenes / "keys.yaml")[0]
+        for name in ("room.ply", "room.glb", "room.obj")
+    }
+    k = Intrinsics.from_fov(WIDTH, HEIGHT, 70)
+    pose = look_at(np.array([-0.5, 0.0, 1.2]), np.array([1.0, 0.0, 1.2]))
+    u, v = np.round(project(world_to_camera(np.array([1.0, 0.0, 1.2]), pose), k)).astype(int)
+    for name, image in frames.items():
+        red, green, blue = image[v, u].astype(int)
+        assert red > 100 and red > 2 * green and red > 2 * blue, (name, image[v, u])
+        corner = image[2, 2].astype(int)  # the grey wall around it
+        assert abs(corner[0] - corner[1]) < 30 and corner.max() > 30, (name, corner)
+        # the cube's edges where `project` puts its front face (0.3 m wide at 1.35 m)
+        row = image[v].astype(int)
+        red_columns = np.nonzero((row[:, 0] > 100) & (row[:, 0] > 2 * row[:, 1]))[0]
+        assert abs(len(red_columns) - 2 * k.fx * 0.15 / 1.35) <= 2, (name, red_columns)
+    assert np.abs(frames["room.glb"].astype(int) - frames["room.ply"]).mean() < 3
+    assert np.abs(frames["room.obj"].astype(int) - frames["room.ply"]).mean() < 3
