@@ -19,8 +19,9 @@ import yaml
 from test_model import tiny_base, trained_like  # noqa: F401
 
 from dwm_data.cameras import Intrinsics, project, world_to_camera
-from dwm_data.errors import DwmDataError
+from dwm_data.errors import DwmDataError, MissingAssetError
 from dwm_data.fixtures.aria import room_scene, upright_path
+from dwm_data.hands.track import HandTrack
 from dwm_data.recipe import load_recipe
 from dwm_data.simulate.paths import load_path, look_at, write_nerfstudio
 from dwm_data.splat.ply import load_ply, save_ply
@@ -309,3 +310,126 @@ def test_mesh_scenes_render_the_same_room_from_each_format(mesh_scenes):
         assert abs(len(red_columns) - 2 * k.fx * 0.15 / 1.35) <= 2, (name, red_columns)
     assert np.abs(frames["room.glb"].astype(int) - frames["room.ply"]).mean() < 3
     assert np.abs(frames["room.obj"].astype(int) - frames["room.ply"]).mean() < 3
+
+
+# --- hand motions -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def simulator(room):
+    from dwm_model.simulate import SceneSpec, Simulator
+
+    return Simulator(SceneSpec(room / "room.ply", room / "camera.npy"), RECIPE)
+
+
+@pytest.fixture(scope="module")
+def mano_track(tmp_path_factory):
+    """A right hand sweeping in front of the camera from MANO parameters (as the taste demo's
+    clip), the track a mano-fit builder would hold (parameters, vertices, keypoints, pixels)."""
+    import torch
+
+    from dwm_data.fixtures.mano import write_mano_models
+    from dwm_data.hands.mano import ManoHands
+
+    folder = tmp_path_factory.mktemp("mano")
+    write_mano_models(folder)
+    hands = ManoHands(folder)
+    frames = 2 * FRAMES - 1  # at twice the recipe's fps
+    phase = np.linspace(0, 1, frames)
+    orient = np.tile([-1.2, 0.6, -0.9], (frames, 1))
+    pose = np.outer(0.4 + 0.3 * np.sin(phase * 2 * math.pi), np.tile([0.0, 0.0, 0.3], 15))
+    transl = np.stack([0.1 - 0.15 * phase, np.full(frames, 0.05), np.full(frames, 0.4)], 1)
+    params = {
+        "global_orient": orient,
+        "hand_pose": pose,
+        "betas": np.zeros((frames, 10)),
+        "transl": transl,
+    }
+    with torch.no_grad():
+        out = hands("right", *(torch.tensor(params[k], dtype=torch.float32) for k in params))
+    k = Intrinsics.from_fov(WIDTH, HEIGHT, 90)
+    track = HandTrack.empty(frames, with_vertices=778)
+    track.valid[:, 1] = True
+    track.keypoints_cam[:, 1] = out.keypoints.numpy()
+    track.keypoints_px[:, 1] = project(out.keypoints.numpy(), k)
+    track.vertices[:, 1] = out.vertices.numpy()
+    track.mano = {
+        name: np.full((frames, 2, v.shape[1]), np.nan, np.float32) for name, v in params.items()
+    }
+    for name, value in params.items():
+        track.mano[name][:, 1] = value
+    (folder / "hands.npz").write_bytes(track.to_npz())
+    faces = (hands.faces["left"], hands.faces["right"])
+    return folder, track, faces, k
+
+
+def _hands(simulator, hands: Path, **spec) -> np.ndarray:
+    from dwm_model.simulate import MotionSpec
+
+    return simulator.conditions(MotionSpec(hands=hands, motion_fps=Fraction(16), **spec))
+
+
+def test_hand_video_from_hands_npz_matches_the_builders_render(simulator, mano_track):
+    from dwm_data.hands.render import render_hands
+
+    folder, track, faces, k = mano_track
+    at_recipe_fps = track.select(np.arange(0, track.frames, 2))  # 16 fps -> 8 fps
+    builders = render_hands(at_recipe_fps, faces, k, WIDTH, HEIGHT)
+    meshes = _hands(simulator, folder / "hands.npz", mano_dir=folder)
+    assert meshes.motion.record["source_frames"] == list(range(0, track.frames, 2))
+    assert meshes.motion.record["representation"] == "mesh" and builders.any()
+    assert np.abs(meshes.hand.astype(int) - builders).max() <= 1
+    # without MANO files: skeletons from the keypoints, as the builders draw such tracks
+    skeletons = _hands(simulator, folder / "hands.npz").hand
+    assert np.array_equal(skeletons, render_hands(at_recipe_fps, None, k, WIDTH, HEIGHT))
+
+
+def test_world_placement_projects_hands_into_the_path_cameras(simulator, mano_track, tmp_path):
+    """Hands tracked along the same cameras land where they were; tracked from still cameras
+    they stay put in the world while the path moves."""
+    folder, track, _, _ = mano_track
+    ego = _hands(simulator, folder / "hands.npz").hand
+    poses = np.repeat(demo_poses(), 2, axis=0)[: track.frames]  # the path's camera per hand frame
+    np.save(tmp_path / "tracked.npy", poses)
+    world = _hands(
+        simulator, folder / "hands.npz", placement="world", motion_poses=tmp_path / "tracked.npy"
+    )
+    assert np.array_equal(world.hand, ego)
+    still = np.repeat(demo_poses()[:1], track.frames, axis=0)
+    np.save(tmp_path / "still.npy", still)
+    fixed = _hands(
+        simulator, folder / "hands.npz", placement="world", motion_poses=tmp_path / "still.npy"
+    )
+    seen = fixed.motion.track.keypoints_cam[:, 1]
+    c2w = demo_poses()
+    in_world = np.einsum("fij,fpj->fpi", c2w[:, :3, :3], seen) + c2w[:, None, :3, 3]
+    assert np.allclose(in_world, in_world[0], atol=1e-4) is False  # the hand itself moves ...
+    wrist = in_world[:, 0] - (
+        np.einsum("ij,fj->fi", still[0, :3, :3], track.keypoints_cam[::2, 1, 0]) + still[0, :3, 3]
+    )
+    assert np.abs(wrist).max() < 1e-4  # ... exactly as it was tracked, in the world
+
+
+def test_keypoint_and_mano_files_and_their_errors(simulator, mano_track, tmp_path):
+    folder, track, faces, k = mano_track
+    keypoints = track.keypoints_cam.astype(np.float64)
+    np.save(tmp_path / "keypoints.npy", keypoints)
+    kp = _hands(simulator, tmp_path / "keypoints.npy")  # world coordinates, seen by the path
+    assert (
+        kp.motion.record["format"] == "keypoints"
+        and kp.motion.record["representation"] == "skeleton"
+    )
+    np.savez(tmp_path / "mano.npz", **{k_: v for k_, v in track.mano.items()})
+    with pytest.raises(MissingAssetError, match="MANO") as info:
+        _hands(simulator, tmp_path / "mano.npz")
+    assert "\n" not in str(info.value)
+    meshes = _hands(simulator, tmp_path / "mano.npz", mano_dir=folder)
+    ego = _hands(simulator, folder / "hands.npz", mano_dir=folder)
+    assert np.allclose(
+        meshes.motion.track.vertices[:, 1], ego.motion.track.vertices[:, 1], atol=1e-5
+    )
+    short = track.select(np.arange(8))
+    (tmp_path / "short.npz").write_bytes(short.to_npz())
+    with pytest.raises(DwmDataError, match="the motion is 8 frames at 16 fps") as info:
+        _hands(simulator, tmp_path / "short.npz")
+    assert "\n" not in str(info.value)

@@ -165,7 +165,7 @@ def place_motion(
     except UnitError as exc:
         raise DwmDataError(
             f"{raw.record['file']}: the motion is {raw.frames} frames at {float(rate):g} fps "
-            f"({raw.frames / rate:.3f} s); the path needs {frames} frames at {float(fps):g} fps "
+            f"({float(raw.frames / rate):.3f} s); the path needs {frames} frames at {float(fps):g} fps "
             f"({exc.message})"
         ) from exc
     hands = _mano_hands(raw, mano_dir)
