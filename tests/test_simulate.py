@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -433,3 +434,145 @@ def test_keypoint_and_mano_files_and_their_errors(simulator, mano_track, tmp_pat
     with pytest.raises(DwmDataError, match="the motion is 8 frames at 16 fps") as info:
         _hands(simulator, tmp_path / "short.npz")
     assert "\n" not in str(info.value)
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def weights(tiny_base, tmp_path_factory):
+    """A run folder as `dwm-data train` leaves it: the weight files and its recipe.json."""
+    from dwm_model.model import save_weights
+
+    folder = tmp_path_factory.mktemp("run")
+    record = {"rank": 4, "alpha": 8, "base_model": str(tiny_base), "text_length": 32}
+    save_weights(trained_like(tiny_base), folder, record)
+    recipe = load_recipe("tiny", ["sample.steps=2"])
+    (folder / "recipe.json").write_text(json.dumps(recipe.dump()))
+    return folder
+
+
+def dwm_data(args: list[str], capsys) -> tuple[int, str, str]:
+    """The entry point in this process (exit code, stdout, stderr), one red line on errors."""
+    from cli.main import main
+
+    saved = sys.argv
+    sys.argv = ["dwm-data", *map(str, args)]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.argv = saved
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.slow
+def test_simulate_writes_a_triplet_sampled_as_dwm_data_sample_samples(
+    room, mano_track, weights, tmp_path, capsys
+):
+    from dwm_data.video import decode, encode, probe
+    from dwm_model.config import SampleConfig
+    from dwm_model.generate import WorldModel
+    from dwm_model.simulate import MotionSpec, SceneSpec, Simulator, generate
+
+    folder = mano_track[0]
+    out = tmp_path / "result"
+    args = ["simulate", weights, room / "room.ply", out, "--path", room / "camera.npy"]
+    args += ["--hands", folder / "hands.npz", "--mano-dir", folder, "--motion-fps", "16"]
+    code, stdout, stderr = dwm_data([*args, "--prompt", "open the drawer"], capsys)
+    assert code == 0, stderr
+    expected = {"static.mp4", "hand.mp4", "video.mp4", "preview.mp4", "preview.png", "txt"}
+    expected |= {"camera.npy", "camera_path.json", "hands.npz", "simulate.json"}
+    assert set(p.name for p in out.iterdir()) == expected
+    for name in ("static", "hand", "video"):
+        info = probe(out / f"{name}.mp4")
+        assert (info.frames, info.width, info.height, info.fps) == (FRAMES, WIDTH, HEIGHT, FPS)
+    record = json.loads((out / "simulate.json").read_text())
+    assert (
+        record["sampled"] and record["sample"]["steps"] == 2 and record["scene"]["kind"] == "splat"
+    )
+    assert record["path"]["format"] == "camera.npy" and record["hands"]["representation"] == "mesh"
+    assert record["inputs"]["MotionSpec"]["mano_dir"] == str(folder)
+    assert np.allclose(np.load(out / "camera.npy"), demo_poses(), atol=1e-6)
+    # the video is the sample command's: WorldModel.generate on the same conditions and settings
+    model = WorldModel.from_weights(weights)
+    conditions = Simulator(SceneSpec(room / "room.ply", room / "camera.npy"), RECIPE).conditions(
+        MotionSpec(folder / "hands.npz", mano_dir=folder, motion_fps=Fraction(16))
+    )
+    settings = SampleConfig(steps=2, guidance=6.0, seed=42)
+    direct = generate(model, conditions, "open the drawer", settings)
+    codecs = RECIPE.codecs.to_codecs()
+    assert np.array_equal(decode(out / "video.mp4"), decode(encode(direct, FPS, codecs["video"])))
+    assert np.array_equal(
+        decode(out / "hand.mp4"), decode(encode(conditions.hand, FPS, codecs["hand"]))
+    )
+    # the same command again: refused, the result kept; --overwrite replaces it
+    code, _, stderr = dwm_data([*args, "--prompt", "x"], capsys)
+    assert code == 2 and "an earlier result (pass --overwrite)" in stderr
+    assert (out / "txt").read_text() == "open the drawer"
+
+
+def test_no_sample_and_no_hand_write_the_condition_videos_only(room, tmp_path, capsys):
+    from dwm_data.video import decode
+
+    out = tmp_path / "nav"
+    args = [
+        "simulate",
+        tmp_path / "no-weights",
+        room / "room.ply",
+        out,
+        "--path",
+        room / "camera.npy",
+    ]
+    code, _, stderr = dwm_data([*args, "--no-hand", "--no-sample", "-r", "tiny"], capsys)
+    assert code == 0, stderr
+    assert {"static.mp4", "hand.mp4", "simulate.json"} <= {p.name for p in out.iterdir()}
+    assert not (out / "video.mp4").exists() and not (out / "hands.npz").exists()
+    assert decode(out / "hand.mp4").max() <= 2  # all black: navigation only, as the model expects
+    record = json.loads((out / "simulate.json").read_text())
+    assert record["hands"] == {"navigation_only": True} and not record["sampled"]
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("weights", "DWM weights not found"),
+        ("points", "neither a Gaussian splat"),
+        ("nan", "is not finite"),
+        ("shear", "is not rigid"),
+        ("short", "the motion is 8 frames"),
+        ("two", "exactly one of --hands"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    room, mano_track, tmp_path, capsys, case, message
+):
+    folder, track, _, _ = mano_track
+    scene, path, hands = room / "room.ply", room / "camera.npy", folder / "hands.npz"
+    weights = tmp_path / "weights"
+    extra = ["--no-sample"]
+    if case == "weights":
+        extra = []
+    elif case == "points":
+        scene = tmp_path / "points.ply"
+        scene.write_text(
+            "ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nend_header\n0\n"
+        )
+    elif case in ("nan", "shear"):
+        poses = demo_poses()
+        poses[2, :3, :3] = np.nan if case == "nan" else poses[2, :3, :3] @ np.diag([1, 1.3, 1])
+        path = tmp_path / "bad.npy"
+        np.save(path, poses)
+    elif case == "short":
+        hands = tmp_path / "short.npz"
+        hands.write_bytes(track.select(np.arange(8)).to_npz())
+    else:
+        extra += ["--no-hand"]
+    out = tmp_path / "out"
+    args = ["simulate", weights, scene, out, "--path", path, "--hands", hands, "--motion-fps", "16"]
+    code, _, stderr = dwm_data([*args, *extra, "-r", "tiny"], capsys)
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
