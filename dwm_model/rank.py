@@ -72,7 +72,7 @@ class ImageGoal:
         from PIL import Image
 
         last = video[-1]
-        goal = np.asarray(self.image.resize((last.shape[1], last.shape[0]), Image.BICUBIC))
+        goal = np.array(self.image.resize((last.shape[1], last.shape[0]), Image.BICUBIC))
         return self.model(last[None], goal[None])
 
 
