@@ -81,6 +81,28 @@ class Builder(ABC):
         """Turn one unit into samples; raise `UnitError` (or any error) to fail just this unit."""
 
 
+class Step(ABC):
+    """Work a recipe turns on for every builder's samples (captioning, `caption.step`): done
+    between a unit's `process` and its shard, so it is done once per unit, resumes and fails
+    with it. A registered source offers one as `Source.step`."""
+
+    def preflight(self) -> None:  # noqa: B027 - optional hook
+        """As `Builder.preflight`: what the step needs for every unit, one line when missing."""
+
+    def setup(self) -> None:  # noqa: B027 - optional hook
+        """Load models once per worker process, after the builder's `setup`."""
+
+    @abstractmethod
+    def apply(self, samples: list[Sample], ctx: UnitContext) -> list[Sample]:
+        """One unit's samples, changed; raise `UnitError` to fail the unit."""
+
+
+def sample_steps(builder: Builder) -> list[Step]:
+    """The steps `builder`'s recipe turns on, from the registry (cheap: nothing is loaded)."""
+    steps = (load(source.step)(builder) for source in SOURCES.values() if source.step)
+    return [step for step in steps if step is not None]
+
+
 def builder_class(name: str) -> type[Builder]:
     """A registered source's builder by name, or any importable one as "package.module:Class"
     (plugins)."""

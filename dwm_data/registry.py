@@ -27,6 +27,9 @@ class Source:
     section: str | None = None  # the recipe section holding its knobs
     knobs: str | None = None  # that section's model (light module)
     demo: str | None = None  # (workdir, recipe name) -> options: an input the demo makes itself
+    # (builder) -> Step or None: the source's work done inside other builders when their recipe
+    # turns it on (dwm_data.builder.Step)
+    step: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,12 +121,14 @@ SOURCES: dict[str, Source] = {
             the caption (--rewriter). The result replaces txt; the old prompt, the raw caption,
             the models and the settings go in json; the videos are kept byte for byte.
             --captioner labels keeps the source's prompts. Recipe knobs: caption.frames,
-            caption.template, caption.rewrite_template, caption.batch_size, ...""",
+            caption.template, caption.rewrite_template, caption.batch_size, ...; any other
+            builder captions its samples as it writes them with --set caption.step.vlm=DIR.""",
             builder="dwm_data.caption.builder:CaptionBuilder",
             options="dwm_data.caption.options:CaptionOptions",
             section="caption",
             knobs="dwm_data.caption.options:CaptionSection",
             demo="dwm_data.fixtures.caption:demo_stage",
+            step="dwm_data.caption.step:caption_step",
         ),
     )
 }

@@ -55,6 +55,14 @@ def inputs(shards, tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="module")
+def captioned(inputs, tmp_path_factory) -> Path:
+    """The input shards captioned by the tiny VLM and rewritten by the tiny LM."""
+    out = tmp_path_factory.mktemp("captioned") / "out"
+    caption(inputs, out, rewriter=str(inputs["lm"]))
+    return out
+
+
 def by_key(spec: Path) -> dict:
     return {s.key: s for s in read_samples(spec)}
 
@@ -77,9 +85,8 @@ def test_the_folders_are_the_real_layout(inputs):
 
 
 @pytest.mark.slow
-def test_vlm_and_rewrite_replace_txt_and_keep_everything_else(inputs, tmp_path):
-    before = by_key(inputs["shards"])
-    after = caption(inputs, tmp_path / "out", rewriter=str(inputs["lm"]))
+def test_vlm_and_rewrite_replace_txt_and_keep_everything_else(inputs, captioned, tmp_path):
+    before, after = by_key(inputs["shards"]), by_key(captioned)
     assert sorted(after) == sorted(before) and len(after) == 6
     settings = load_recipe("tiny").section("caption", CaptionSection)
     for key, new in after.items():
@@ -92,7 +99,7 @@ def test_vlm_and_rewrite_replace_txt_and_keep_everything_else(inputs, tmp_path):
         assert record["captioner"] == "vlm" and record["raw"].strip()
         assert (record["vlm"], record["rewriter"]) == ("SmolVLM-tiny", "Llama-tiny")
         assert record["engine"] == "transformers"  # no vLLM, no GPU here
-        assert record["settings"] == settings.model_dump()
+        assert record["settings"] == settings.record() and "step" not in record["settings"]
         assert record["settings"]["frames"] == 3
         # random weights never answer the JSON the rewrite asks for: it is tried the recipe's
         # number of times, its answer is recorded and the raw caption stays the prompt
@@ -101,11 +108,11 @@ def test_vlm_and_rewrite_replace_txt_and_keep_everything_else(inputs, tmp_path):
         assert new.prompt == record["raw"] != old.prompt
 
     # captioning again starts from the source's hints, and labels give its prompts back
-    again = caption({**inputs, "shards": tmp_path / "out"}, tmp_path / "labels", captioner="labels")
+    again = caption({**inputs, "shards": captioned}, tmp_path / "labels", captioner="labels")
     assert {k: s.prompt for k, s in again.items()} == {k: s.prompt for k, s in before.items()}
 
     # the export writes the raw caption to prompts/ and the prompt to prompts_rewrite/
-    assert export_dwm(tmp_path / "out", tmp_path / "export") == 6
+    assert export_dwm(captioned, tmp_path / "export") == 6
     folder = tmp_path / "export" / "synthetic_scene" / "rec0"
     for key, new in after.items():
         stem = key.rsplit("-", 1)[1]
@@ -115,6 +122,35 @@ def test_vlm_and_rewrite_replace_txt_and_keep_everything_else(inputs, tmp_path):
             encoding="utf-8"
         ) == new.prompt
         assert (folder / "videos" / f"{stem}.mp4").read_bytes() == before[key].video
+
+
+@pytest.mark.slow
+def test_a_build_with_the_caption_step_equals_build_then_caption(inputs, captioned, tmp_path):
+    """`caption.step` in a builder's recipe: every member of every sample, json included, is
+    what building and then running `dwm-data caption` writes (there in batches of two, here one
+    clip per unit); the models load once per worker."""
+    source = {"source": str(inputs["shards"].parent / "layout")}  # what `shards` imported
+    models = [f"caption.step.vlm={inputs['vlm']}", f"caption.step.rewriter={inputs['lm']}"]
+    stepped = tmp_path / "stepped"
+    recipe = load_recipe("tiny", [*ONE_WORKER, *models])
+    assert build("import-dwm", source, recipe, stepped, progress=False).ok
+    built, plain, after = by_key(stepped), by_key(inputs["shards"]), by_key(captioned)
+    assert sorted(built) == sorted(after) and len(built) == 6
+    for key, sample in built.items():
+        assert sample.to_wds() == after[key].to_wds()  # txt, json, videos: byte for byte
+        assert sample.video == plain[key].video and sample.prompt != plain[key].prompt
+        assert sample.meta["caption"]["hints"] == plain[key].prompt
+    log = (stepped / "logs" / "00000.log").read_text()
+    assert log.count("step CaptionStep set up") == 1 and log.count("samples in") == 6
+
+
+def test_a_missing_caption_step_model_is_one_line(tmp_path):
+    write_synthetic_layout(tmp_path / "layout", clips=1, frames=9, width=64, height=48, fps=8)
+    absent = tmp_path / "models" / "absent"
+    args = ["-r", "tiny", "--set", f"caption.step.vlm={absent}"]
+    done = run_cli("import-dwm", str(tmp_path / "layout"), str(tmp_path / "out"), *args)
+    assert_one_line(done, str(absent), "config.json", "caption.step.vlm")
+    assert not (tmp_path / "out").exists()
 
 
 def test_labels_keep_the_sources_prompts_without_any_model(shards, tmp_path):
@@ -247,3 +283,40 @@ def test_the_prompt_is_the_template_with_the_sources_labels_as_hints(shards):
     picked = sample_frames(sample, 3)
     assert (picked == decode(sample.video)[[0, 4, 8]]).all()  # spread evenly, ends included
     assert len(sample_frames(sample, 16)) == 9  # never more than the clip has
+
+
+@pytest.mark.slow
+def test_the_template_and_hints_reach_the_model_as_token_ids(inputs):
+    """What the VLM's forward receives: the frames as numbered images, then the template with
+    the source's prompt as hints, in the folder's chat template, then the generation prompt."""
+    import torch
+
+    from dwm_data.caption.captioner import Captioner
+
+    settings = load_recipe("tiny").section("caption", CaptionSection)
+    captioner = Captioner(settings, inputs["vlm"], device="cpu")
+    seen: list[torch.Tensor] = []
+
+    def first_forward(module, args, kwargs):
+        if not seen:
+            seen.append(kwargs["input_ids"])
+
+    model = captioner.vlm.model
+    handle = model.register_forward_pre_hook(first_forward, with_kwargs=True)
+    try:
+        sample = next(read_samples(inputs["shards"]))
+        captioner.caption([sample])
+    finally:
+        handle.remove()
+    (ids,) = seen[0].tolist()  # one sample, no padding
+    tokenizer = captioner.vlm.tokenizer
+    text = tokenizer.decode(ids)
+    prompt = captioner.prompt(sample.prompt)
+    assert sample.prompt in prompt and text.endswith(f"{prompt}<end_of_utterance>\nAssistant:")
+    assert text.startswith("<|im_start|>User:Frame1: ")
+    assert [text.count(f"Frame{i}: ") for i in (1, 2, 3, 4)] == [1, 1, 1, 0]
+    # the prompt's own token ids are in the model's input whole, as the tokenizer makes them
+    own = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert any(ids[i : i + len(own)] == own for i in range(len(ids) - len(own) + 1))
+    image = model.config.image_token_id
+    assert ids.count(image) > 0 and ids.count(image) % 3 == 0  # the same tokens for each frame

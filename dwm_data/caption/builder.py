@@ -26,16 +26,14 @@ class CaptionBuilder(Builder):
     Options = CaptionOptions
 
     def preflight(self) -> None:
-        from dwm_data.caption.models import check_engine, check_folder, check_processor
+        from dwm_data.caption.models import check_models
 
         shard_paths(self.options.shards)  # none there: one line
         if self.options.captioner == "labels":
             return
-        check_engine(self.options.engine, self.options.device)
-        check_folder(Path(self.options.vlm), "vision-language model", VLM_HINT)
-        if self.options.rewriter:
-            check_folder(Path(self.options.rewriter), "rewrite language model", LM_HINT)
-        check_processor(Path(self.options.vlm))  # imports transformers: after the cheap checks
+        opts = self.options
+        rewriter = Path(opts.rewriter) if opts.rewriter else None
+        check_models(Path(opts.vlm), rewriter, opts.device, opts.engine, (VLM_HINT, LM_HINT))
 
     def plan(self) -> list[WorkUnit]:
         return [
@@ -61,8 +59,4 @@ class CaptionBuilder(Builder):
             samples = list(read_samples(unit.payload["path"]))
         except Exception as exc:  # a broken tar or sample fails this shard, not the run
             raise UnitError("input", f"cannot read {unit.payload['path']}: {exc}") from exc
-        size = self.captioner.settings.batch_size
-        for start in range(0, len(samples), size):
-            batch = samples[start : start + size]
-            ctx.heartbeat(f"captioning {batch[0].key} ({start + len(batch)}/{len(samples)})")
-            yield from self.captioner.caption(batch)
+        return self.captioner.caption_all(samples, ctx.heartbeat)

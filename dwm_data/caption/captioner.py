@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,20 @@ class Captioner:
                 "vlm": self.vlm.name,
                 "rewriter": self.rewriter.name if self.rewriter else None,
                 "engine": self.vlm.engine,
-                "settings": cfg.model_dump(),
+                "settings": cfg.record(),
             }
             if rewrite is not None:
                 record["rewrite"] = rewrite
             out.append(relabel(sample, (rewrite or {}).get("text") or raw, record))
+        return out
+
+    def caption_all(self, samples: list[Sample], heartbeat: Callable[[str], None]) -> list[Sample]:
+        """The samples with new prompts, `batch_size` to a generate call."""
+        size, out = self.settings.batch_size, []
+        for start in range(0, len(samples), size):
+            batch = samples[start : start + size]
+            heartbeat(f"captioning {batch[0].key} ({start + len(batch)}/{len(samples)})")
+            out += self.caption(batch)
         return out
 
     def prompt(self, hints: str) -> str:

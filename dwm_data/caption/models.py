@@ -37,6 +37,18 @@ def check_folder(folder: Path, what: str, hint: str) -> None:
         raise DwmDataError(f"caption: no {what} at {folder} (no config.json there); {hint}")
 
 
+def check_models(
+    vlm: Path, rewriter: Path | None, device: str, engine: str, hints: tuple[str, str]
+) -> None:
+    """What captioning needs before any unit runs; `hints` say how to give the VLM and the
+    rewriter where the caller takes them from (options or the recipe)."""
+    check_engine(engine, device)
+    check_folder(vlm, "vision-language model", hints[0])
+    if rewriter:
+        check_folder(rewriter, "rewrite language model", hints[1])
+    check_processor(vlm)  # imports transformers: after the cheap checks
+
+
 def check_processor(folder: Path) -> None:
     """A processor that needs torchvision fails when it is built; say so before any unit runs."""
     if importlib.util.find_spec("torchvision") is not None:
@@ -169,20 +181,21 @@ class TransformersChat(ChatModel):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = loader.from_pretrained(folder, dtype=dtype).to(self.device).eval()
 
+    def encode(self, texts: list[str], frames: list[np.ndarray] | None = None) -> Any:
+        """The model's inputs (token ids, mask, pixels), one left-padded row per text."""
+        prompts = self.prompts(texts, frames)
+        if self.images:
+            images = _images(frames or [])
+            return self.processor(text=prompts, images=images, return_tensors="pt", padding=True)
+        # the chat template wrote the special tokens already
+        return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+
     def generate(
         self, texts: list[str], sampling: Sampling, frames: list[np.ndarray] | None = None
     ) -> list[str]:
         import torch
 
-        prompts = self.prompts(texts, frames)
-        if self.images:
-            images = _images(frames or [])
-            inputs = self.processor(text=prompts, images=images, return_tensors="pt", padding=True)
-        else:  # the chat template wrote the special tokens already
-            inputs = self.tokenizer(
-                prompts, return_tensors="pt", padding=True, add_special_tokens=False
-            )
-        inputs = inputs.to(self.device)
+        inputs = self.encode(texts, frames).to(self.device)
         torch.manual_seed(sampling.seed)
         sample = sampling.temperature > 0
         with torch.inference_mode():

@@ -46,6 +46,23 @@ REWRITE_TEMPLATE = (
 )
 
 
+Device = Literal["auto", "cpu", "cuda"]
+Engine = Literal["auto", "transformers", "vllm"]
+
+
+class CaptionStep(BaseModel):
+    """`caption.step`: every other builder (build-taste, build-ego, render-trumans, import-dwm,
+    ...) captions each sample as `dwm-data caption` would, before the sample is written. Off
+    while `vlm` is unset. `dwm-data caption` reads its models from its own options instead."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vlm: str | None = Field(None, description="The vision-language model folder; unset: off.")
+    rewriter: str | None = Field(None, description="The rewrite language model folder.")
+    device: Device = "auto"
+    engine: Engine = "auto"
+
+
 class CaptionSection(BaseModel):
     """The recipe's `caption:` knobs; the defaults are the official settings (InternVL2 on 16
     uniformly sampled frames at temperature 0.1, the Llama rewrite at 0.7 with 10 tries)."""
@@ -65,6 +82,12 @@ class CaptionSection(BaseModel):
     rewrite_tries: int = Field(10, gt=0)
     batch_size: int = Field(8, gt=0, description="Samples per generate call.")
     seed: int = 0
+    step: CaptionStep = CaptionStep()
+
+    def record(self) -> dict[str, object]:
+        """The settings a caption's json records: the model folders are recorded by name, and
+        whether it ran as a step or as `dwm-data caption` changes nothing in the caption."""
+        return self.model_dump(exclude={"step"})
 
 
 class CaptionOptions(BuilderOptions):
@@ -86,10 +109,10 @@ class CaptionOptions(BuilderOptions):
         description="A language model folder that rewrites each caption (the official data "
         "used Llama-3.1-8B-Instruct); none: the caption is the prompt.",
     )
-    device: Literal["auto", "cpu", "cuda"] = Field(
+    device: Device = Field(
         "auto", description="Where the models run; auto: the GPU when there is one."
     )
-    engine: Literal["auto", "transformers", "vllm"] = Field(
+    engine: Engine = Field(
         "auto",
         description="What runs the models; auto: vLLM when it is installed and there is a GPU, "
         "else transformers.",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dwm_data.builder import WorkUnit, make_builder
+from dwm_data.builder import WorkUnit, make_builder, sample_steps
 from dwm_data.errors import DwmDataError
 from dwm_data.recipe import Recipe, RunConfig
 from dwm_data.runs.folder import RunFolder
@@ -90,6 +90,8 @@ def make_plan(builder_name: str, options: dict[str, Any], recipe: Recipe) -> Pla
     """Check what every unit needs (`preflight`), list the units and split them into tasks."""
     builder = make_builder(builder_name, recipe, options)
     builder.preflight()
+    for step in sample_steps(builder):
+        step.preflight()
     units = builder.plan()
     ids = Counter(u.id for u in units)
     dupes = [i for i, n in ids.items() if n > 1]

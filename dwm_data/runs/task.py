@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
-from dwm_data.builder import Builder, UnitContext, WorkUnit, make_builder
+from dwm_data.builder import Builder, Step, UnitContext, WorkUnit, make_builder, sample_steps
 from dwm_data.errors import SampleError, UnitError
 from dwm_data.recipe import Recipe
 from dwm_data.runs import records
@@ -111,7 +111,8 @@ def _process(
 ) -> None:
     recipe = Recipe.model_validate(plan.recipe)
     builder = make_builder(plan.builder, recipe, plan.options)
-    if not _setup(builder, folder, task, todo, log):
+    steps = sample_steps(builder)
+    if not _setup(builder, steps, folder, task, todo, log):
         return
     limit = min(x for x in (max_units, builder.max_units_per_process, len(todo)) if x)
     shards = recipe.shards
@@ -120,7 +121,7 @@ def _process(
     )
     try:
         for unit in todo[:limit]:
-            _run_unit(folder, task, builder, unit, writer, log)
+            _run_unit(folder, task, builder, steps, unit, writer, log)
     except TaskStopped as stop:
         log.warning("task %d stopped (%s); the unit in flight will be redone", task, stop)
     writer.close()
@@ -128,11 +129,20 @@ def _process(
 
 
 def _setup(
-    builder: Builder, folder: RunFolder, task: int, todo: list[WorkUnit], log: logging.Logger
+    builder: Builder,
+    steps: list[Step],
+    folder: RunFolder,
+    task: int,
+    todo: list[WorkUnit],
+    log: logging.Logger,
 ) -> bool:
-    """Load the builder's models; when that fails every pending unit fails with the reason."""
+    """Load the builder's and its steps' models; when that fails every pending unit fails with
+    the reason."""
     try:
         builder.setup()
+        for step in steps:
+            step.setup()
+            log.info("step %s set up", type(step).__name__)
     except Exception as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         for unit in todo:
@@ -146,6 +156,7 @@ def _run_unit(
     folder: RunFolder,
     task: int,
     builder: Builder,
+    steps: list[Step],
     unit: WorkUnit,
     writer: ShardWriter,
     log: logging.Logger,
@@ -161,6 +172,8 @@ def _run_unit(
     try:
         with STOP.interruptible():
             samples = list(builder.process(unit, ctx))
+            for step in steps:
+                samples = step.apply(samples, ctx)
         _check_unit(unit, samples)
     except Exception as exc:
         stage, message = describe_failure(exc)
