@@ -576,3 +576,54 @@ def test_bad_input_is_one_line_and_writes_nothing(
     code, _, stderr = dwm_data([*args, *extra, "-r", "tiny"], capsys)
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+def _write_blend(path: Path) -> None:
+    """A .blend with a grey wall and a red cube (emissive: the colours do not hang on lights),
+    z up, metres, the camera-free scene a user might export."""
+    from dwm_data.trumans.blend import import_bpy
+
+    bpy = import_bpy()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    for name, color, size, location in (
+        ("wall", (0.4, 0.4, 0.4, 1), 6.0, (3.0, 0.0, 1.2)),
+        ("cube", (0.9, 0.05, 0.05, 1), 0.3, (1.0, 0.0, 1.2)),
+    ):
+        bpy.ops.mesh.primitive_cube_add(size=1, location=location)
+        obj = bpy.context.object
+        obj.name = name
+        obj.scale = (0.01, size, size) if name == "wall" else (size, size, size)
+        material = bpy.data.materials.new(name)
+        material.use_nodes = True
+        nodes = material.node_tree.nodes
+        nodes.clear()
+        emission = nodes.new("ShaderNodeEmission")
+        emission.inputs["Color"].default_value = color
+        output = nodes.new("ShaderNodeOutputMaterial")
+        material.node_tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
+        obj.data.materials.append(material)
+    bpy.context.scene.view_settings.view_transform = "Standard"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+
+
+@pytest.mark.slow
+def test_blend_scenes_render_through_cycles_where_project_says(mesh_scenes, tmp_path):
+    pytest.importorskip("bpy")
+    from dwm_model.simulate import SceneSpec, Simulator
+
+    _write_blend(tmp_path / "room.blend")
+    short = load_recipe("tiny", ["video.frames=2"])
+    spec = SceneSpec(tmp_path / "room.blend", mesh_scenes / "keys.yaml", samples=4)
+    simulator = Simulator(spec, short)
+    assert simulator.record["scene"] == {
+        "kind": "blend", "file": str(tmp_path / "room.blend"), "renderer": "cycles", "samples": 4,
+        "up": "z", "scale": 1.0,
+    }  # fmt: skip
+    image = simulator.static[0]
+    k = Intrinsics.from_fov(WIDTH, HEIGHT, 70)
+    pose = look_at(np.array([-0.5, 0.0, 1.2]), np.array([1.0, 0.0, 1.2]))
+    u, v = np.round(project(world_to_camera(np.array([1.0, 0.0, 1.2]), pose), k)).astype(int)
+    row = image[v].astype(int)
+    red_columns = np.nonzero((row[:, 0] > 100) & (row[:, 0] > 2 * row[:, 1]))[0]
+    assert u in red_columns and abs(len(red_columns) - 2 * k.fx * 0.15 / 1.35) <= 2, row
+    assert abs(int(image[2, 2, 0]) - int(image[2, 2, 1])) < 10 and image[2, 2].max() > 60
