@@ -627,3 +627,41 @@ def test_blend_scenes_render_through_cycles_where_project_says(mesh_scenes, tmp_
     red_columns = np.nonzero((row[:, 0] > 100) & (row[:, 0] > 2 * row[:, 1]))[0]
     assert u in red_columns and abs(len(red_columns) - 2 * k.fx * 0.15 / 1.35) <= 2, row
     assert abs(int(image[2, 2, 0]) - int(image[2, 2, 1])) < 10 and image[2, 2].max() > 60
+
+
+def test_hands_from_a_built_sample_with_its_cameras_and_prompt(simulator, mano_track, tmp_path):
+    """--from-sample: the sample's hands.npz at its fps, its camera.npy for world placement,
+    its prompt; here a sample tracked along the path itself, so both placements agree."""
+    import webdataset as wds
+
+    from dwm_data.sample import make_sample
+    from dwm_model.simulate import MotionSpec, sample_prompt
+
+    folder, track, _, _ = mano_track
+    frames = track.frames
+    black = np.zeros((frames, HEIGHT, WIDTH, 3), np.uint8)
+    poses = np.repeat(demo_poses(), 2, axis=0)[:frames].astype(np.float32)
+    sample = make_sample(
+        "aria-room-00000",
+        {"video": black, "static": black, "hand": black},
+        16,
+        RECIPE.codecs.to_codecs(),
+        "sweep the table",
+        {"source": {"name": "aria", "license": "CC0-1.0"}},
+        camera=poses,
+        hands=track.to_npz(),
+    )
+    with wds.TarWriter(str(tmp_path / "built-000000.tar")) as writer:
+        writer.write(sample.to_wds())
+    shards = (tmp_path / "built-000000.tar",)
+    ego = simulator.conditions(MotionSpec(shards=shards, key="aria-room-00000"))
+    world = simulator.conditions(
+        MotionSpec(shards=shards, key="aria-room-00000", placement="world")
+    )
+    assert ego.motion.record["motion_fps"] == "16" and ego.hand.any()
+    assert np.array_equal(ego.hand, world.hand)
+    assert (
+        sample_prompt(MotionSpec(shards=shards, key="aria-room-00000"), None) == "sweep the table"
+    )
+    with pytest.raises(DwmDataError, match="no sample with key nope"):
+        simulator.conditions(MotionSpec(shards=shards, key="nope"))

@@ -21,7 +21,6 @@ else skeletons, as `render_hands` draws every builder's tracks.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -99,7 +98,7 @@ def motion_from_sample(shards: list[Path], key: str) -> RawMotion:
     raw = _from_track(HandTrack.from_npz(sample.hands), key, "sample")
     raw.fps = Fraction(str(sample.meta.get("fps", "8")))
     if sample.camera is not None:
-        raw.poses = np.load(io.BytesIO(sample.camera), allow_pickle=False).astype(np.float64)
+        raw.poses = np.asarray(sample.camera, np.float64)
     raw.record["shards"] = [str(s) for s in shards]
     return raw
 
