@@ -89,11 +89,11 @@ def check_engine(engine: str, device: str) -> None:
     if engine_for(engine, device) != "vllm":
         return
     if importlib.util.find_spec("vllm") is None:
-        raise DwmDataError("caption: --engine vllm, but vllm is not installed (pip install vllm)")
+        raise DwmDataError("caption: engine vllm, but vllm is not installed (pip install vllm)")
     import torch
 
     if device == "cpu" or not torch.cuda.is_available():
-        raise DwmDataError("caption: --engine vllm runs on a GPU, and there is none here")
+        raise DwmDataError("caption: engine vllm runs on a GPU, and there is none here")
 
 
 def device_and_dtype(device: str) -> tuple[str, Any]:
