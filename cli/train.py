@@ -170,6 +170,7 @@ def sample(
         seed=cfg.seed if seed is None else seed,
         use_hand=not no_hand,
         use_prompt=not no_prompt,
+        sampler=cfg.sampler,
     )
     fps = resolved.video.rate
     write_video(out, video, fps)

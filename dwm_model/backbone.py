@@ -2,14 +2,13 @@
 
 Train, sample, encode, eval and the latent cache talk to a base only through `Backbone`: a
 base is one module (`dwm_model.cogvideox`, `dwm_model.wan`) holding one class with these
-methods, so a new base is one new file plus one line in `KINDS`. Latents keep the base's own
+methods, so a new base is one new file plus one line in `KINDS` (and a recipe). Latents keep the base's own
 layout ([B, F, C, h, w] for CogVideoX, [B, C, F, h, w] for Wan) end to end; only the backbone
 looks inside them, the trainer and sampler treat them as opaque tensors with a batch axis first.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +31,10 @@ class Backbone(Protocol):
     text_length: int
 
     HOW_TO_GET: str  # the hint of the one-line error for a missing part
+
+    @staticmethod
+    def holds(folder: Path) -> bool:
+        """Whether the folder is laid out as this base's release (cheap: files and configs)."""
 
     @staticmethod
     def missing(folder: Path) -> list[str]:
@@ -66,8 +69,9 @@ class Backbone(Protocol):
     def inference_mask(self, video_shape: tuple[int, ...], latent_shape: Any) -> Any:
         """The InP mask condition for an all-known static video, as the official inference."""
 
-    def denoise(self, latents: Any, steps: int, model: Any) -> Any:
-        """Run the base's sampler from initial noise; `model(latents, t)` is the guided output."""
+    def denoise(self, latents: Any, steps: int, model: Any, sampler: str = "") -> Any:
+        """Run a sampler of the base ("": its official one) from initial noise; `model(latents,
+        t)` is the guided output."""
 
     def save_weights(self, transformer, folder: Path, record: dict[str, Any]) -> None: ...
 
@@ -86,12 +90,9 @@ def _class(kind: str):
 
 
 def base_kind(folder: Path) -> str:
-    """Which base a folder holds, from its layout: the Wan2.1-Fun release keeps a `WanModel`
-    config.json at its root; anything else is taken for the CogVideoX diffusers layout."""
-    config = folder / "config.json"
-    if config.is_file() and json.loads(config.read_text()).get("_class_name") == "WanModel":
-        return "wan"
-    return "cogvideox"
+    """Which base a folder holds: the first kind of `KINDS` whose class `holds` its layout
+    (CogVideoX, last, takes any folder; `check_base` then names what it lacks)."""
+    return next(kind for kind in KINDS if _class(kind).holds(folder))
 
 
 def check_base(folder: Path) -> None:

@@ -2,7 +2,8 @@
 
 One run, same shards: training on cached latents (data wait vs model time; target: data wait
 under 5 % of the step), the loader alone vs the trainer's consumption (samples/s), and cached
-latents vs encoding on the fly (the cache's speed-up).
+latents vs encoding on the fly (the cache's speed-up). `base="wan"` runs the same on the tiny
+Wan2.1-Fun-InP (recipe `tiny-wan`: its official LoRA targets and fully trained layer).
 """
 
 from __future__ import annotations
@@ -56,9 +57,18 @@ def _steady_wait_share(run: Path) -> float:
     return wait / (wait + sum(r["model_s"] for r in records))
 
 
-def main(quick: bool = False) -> list[tuple[str, str]]:
+# The tiny recipe of each base (recipes/<name>.yaml).
+RECIPES = {"cogvideox": "tiny", "wan": "tiny-wan"}
+
+
+def main(quick: bool = False, base: str = "cogvideox") -> list[tuple[str, str]]:
+    from dwm_data.errors import DwmDataError
     from dwm_model.base import resolve_base
     from dwm_model.config import TrainConfig
+
+    if base not in RECIPES:
+        raise DwmDataError(f"unknown base '{base}' (known: {', '.join(RECIPES)})")
+    tiny = RECIPES[base]
     from dwm_model.data import cache_fingerprint, cached_shards
     from dwm_model.latents import encode_shards
     from dwm_model.train import train
@@ -69,28 +79,30 @@ def main(quick: bool = False) -> list[tuple[str, str]]:
     os.environ["DWM_MODEL_CACHE"] = str(work / "models")
     try:
         settings = [f"train.max_steps={steps}", f"train.checkpoint_every={steps}"]
-        recipe = load_recipe("tiny", settings)
+        recipe = load_recipe(tiny, settings)
         video = recipe.video
         (work / "cached").mkdir()
         shards = _write_shards(work / "cached", recipe, clips)
-        base = resolve_base("tiny", video.width, video.height, video.frames)
-        encode_shards(shards, recipe, base)
+        model = resolve_base(
+            recipe.section("train", TrainConfig).base_model, video.width, video.height, video.frames
+        )
+        encode_shards(shards, recipe, model)
         cached = train(shards, work / "run-cached", recipe, progress=False)
         step_cached = (cached.data_seconds + cached.model_seconds) / steps
         wait_share = cached.data_seconds / (cached.data_seconds + cached.model_seconds)
         steady = _steady_wait_share(work / "run-cached")
-        worker_recipe = load_recipe("tiny", [*settings, "train.num_workers=1"])
+        worker_recipe = load_recipe(tiny, [*settings, "train.num_workers=1"])
         train(shards, work / "run-worker", worker_recipe, progress=False)
         steady_worker = _steady_wait_share(work / "run-worker")
         batch = recipe.section("train", TrainConfig).batch_size
-        fingerprint = cache_fingerprint(base, video.frames, video.width, video.height, 32)
+        fingerprint = cache_fingerprint(model, video.frames, video.width, video.height, 32)
         loader_rate = _loader_rate(cached_shards(shards, fingerprint), batch, steps)
         consume_rate = cached.position.samples / cached.model_seconds
         (work / "raw").mkdir()
         for shard in shards:
             shutil.copy(shard, work / "raw" / shard.name)
         fly_recipe = load_recipe(
-            "tiny", [f"train.max_steps={fly_steps}", f"train.checkpoint_every={fly_steps}"]
+            tiny, [f"train.max_steps={fly_steps}", f"train.checkpoint_every={fly_steps}"]
         )
         fly = train(
             sorted((work / "raw").glob("*.tar")), work / "run-fly", fly_recipe, progress=False

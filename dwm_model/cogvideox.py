@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dwm_data.errors import DwmDataError
 from dwm_model import model as m
 from dwm_model.base import Base, _missing, latents_from_moments
 
@@ -23,6 +24,11 @@ class CogVideoX(Base):
         "download alibaba-pai/CogVideoX-Fun-V1.1-5b-InP (diffusers layout) to that folder, "
         "or set train.base_model: tiny"
     )
+
+    @staticmethod
+    def holds(folder: Path) -> bool:
+        """The fallback layout (diffusers' folders), tried last."""
+        return True
 
     @staticmethod
     def missing(folder: Path) -> list[str]:
@@ -69,7 +75,9 @@ class CogVideoX(Base):
             zeros, latent_frames, latent_height, latent_width, self.scaling_factor
         )
 
-    def denoise(self, latents, steps: int, model):
+    def denoise(self, latents, steps: int, model, sampler: str = ""):
+        if sampler not in ("", "ddim"):
+            raise DwmDataError(f"sampler '{sampler}' is not a CogVideoX sampler (ddim)")
         scheduler = self.scheduler
         scheduler.set_timesteps(steps, device=self.device)
         latents = latents * scheduler.init_noise_sigma

@@ -6,6 +6,8 @@ The defaults are the official DWM CogVideoX recipe (snuvclab/dwm, `dwm_cogvideox
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 from dwm_data.errors import DwmDataError
@@ -54,16 +56,23 @@ class TrainConfig(Section):
     threads: int = 0
 
 
+# "" is the base's official sampler (CogVideoX: DDIM; Wan: flow-matching Euler); Wan also runs
+# "unipc" (diffusers' UniPC in flow mode).
+Sampler = Literal["", "ddim", "euler", "unipc"]
+
+
 class SampleConfig(Section):
     steps: int = 50
     guidance: float = 6.0
     seed: int = 42
+    sampler: Sampler = ""
 
 
 class EvalConfig(Section):
     steps: int = 50
     guidance: float = 6.0
     seed: int = 42
+    sampler: Sampler = ""
     limit: int = 0  # 0: every sample of the shards
     # Predictions per clip, with seeds seed, seed+1, ...; their scores are averaged (the paper: 3).
     seeds: int = 1

@@ -33,7 +33,9 @@ def train_and_sample(
     static, hand, prompt, truth, _ = load_inputs(shards, key, None, None, None, video)
     cfg = recipe.section("sample", SampleConfig)
     model = WorldModel.from_weights(workdir / "run")
-    generated = model.generate(static, hand, prompt, cfg.steps, cfg.guidance, cfg.seed)
+    generated = model.generate(
+        static, hand, prompt, cfg.steps, cfg.guidance, cfg.seed, sampler=cfg.sampler
+    )
     target = workdir / f"{key}-preview.mp4"
     write_video(target, preview(static, hand, generated, truth), video.rate)
     losses = run.losses

@@ -64,7 +64,9 @@ def evaluate(
         static, hand, truth = (to_frames(batch[name][0]) for name in ("static", "hand", "video"))
         runs = []
         for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-            generated = model.generate(static, hand, prompt, cfg.steps, cfg.guidance, seed)
+            generated = model.generate(
+                static, hand, prompt, cfg.steps, cfg.guidance, seed, sampler=cfg.sampler
+            )
             path = out / "videos" / key / f"seed-{seed}.mp4"
             write_video(path, generated, video.rate)
             runs.append({"seed": seed, **scorer(decode(path), truth)})

@@ -96,12 +96,16 @@ class WorldModel:
         seed: int = 42,
         use_hand: bool = True,
         use_prompt: bool = True,
+        sampler: str = "",
+        clip_image: np.ndarray | None = None,
     ) -> np.ndarray:
         """(F, H, W, 3) uint8 static and hand videos to the generated interaction video.
 
         One generator seeded with `seed` draws the initial noise, then the hand latents (the
         official code draws the noise from its seeded generator and the latent sample from
-        torch's global one); the official batch inference seeds sample i with seed + i."""
+        torch's global one); the official batch inference seeds sample i with seed + i.
+        `clip_image`, an (H, W, 3) uint8 frame, is the CLIP image condition of a base that has
+        one (Wan InP); without it such a base sees zeroed CLIP features, as officially."""
         import torch
 
         if static.shape != hand.shape:
@@ -121,6 +125,11 @@ class WorldModel:
             condition.repeat(branches, *[1] * (condition.dim() - 1))
             for condition in (static_lat, hand_lat, mask)
         )
+        extra = {}
+        if clip_image is not None:
+            if not hasattr(base, "encode_image"):
+                raise DwmDataError(f"the {base.kind} base has no CLIP image condition")
+            extra["image"] = base.encode_image(clip_image).repeat(branches, 1, 1)
 
         def guided_output(model_in, t):
             output = base.predict(
@@ -131,6 +140,7 @@ class WorldModel:
                 embeds,
                 t.expand(branches),
                 mask=mask,
+                **extra,
             ).float()
             if guided:
                 uncond, cond = output.chunk(2)
@@ -138,7 +148,7 @@ class WorldModel:
             return output
 
         with torch.no_grad():
-            latents = base.denoise(latents, steps, guided_output)
+            latents = base.denoise(latents, steps, guided_output, sampler)
         return decoded_frames(base.decode_latents(latents)[0])
 
     def _encode(self, frames: np.ndarray, generator=None):

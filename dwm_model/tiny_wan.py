@@ -10,7 +10,12 @@ the tokenizer in `google/umt5-xxl/`. The models are diffusers' and transformers'
 `UMT5EncoderModel`), small; their keys are written in the original names and checked against
 diffusers' own converters. One key is ours: `text_dim` (32 here; the release's UMT5-XXL is 4096
 and its config does not say so), which VideoX-Fun's transformer class takes as an argument.
-The CLIP image encoder file is not written (the CLIP condition is not wired, see `dwm_model.wan`).
+`models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth` holds the vision tower of Wan's CLIP
+in its own names (`visual.patch_embedding`, `visual.transformer.N.attn.to_qkv`, ...) with its
+`visual.head` and `log_scale`, built from transformers' `CLIPVisionModel` at 224 px / patch 14
+(257 tokens, as the release) and width 32 (the release's 1280 is what `img_emb` reads; its width
+is taken from the weights); the XLM-RoBERTa text tower, which Wan never runs, is left out.
+`create_tiny_wan_base(..., image_encoder=False)` writes the release without the file.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from pathlib import Path
 
 from dwm_data.extras import require
 from dwm_model.wan import (
+    CLIP_FILE,
+    CLIP_HEADS,
     CONFIG,
     T5_FILE,
     TOKENIZER,
@@ -31,7 +38,7 @@ from dwm_model.wan import (
 )
 
 TEXT_WIDTH = 32
-IMAGE_DIM = 1280  # open-clip ViT-H/14 features, the release's img_emb input
+IMAGE_WIDTH = 32  # the tiny CLIP ViT's width = the tiny img_emb's input (1280 in the release)
 RELEASE_CONFIG = {
     "_class_name": "WanModel",
     "_diffusers_version": "0.30.0",
@@ -97,10 +104,7 @@ def _transformer(folder: Path) -> None:
     from safetensors.torch import save_file
 
     diffusers = require("diffusers", "train")
-    args = transformer_config(RELEASE_CONFIG)
-    model = diffusers.WanTransformer3DModel(
-        **args, image_dim=IMAGE_DIM, added_kv_proj_dim=RELEASE_CONFIG["dim"]
-    )
+    model = diffusers.WanTransformer3DModel(**transformer_config(RELEASE_CONFIG, IMAGE_WIDTH))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     original = {original_key(k): v for k, v in state.items()}
     back = convert_wan_transformer_to_diffusers(dict(original))
@@ -147,7 +151,57 @@ def _text_encoder(folder: Path, vocab: int) -> None:
     torch.save(t5_to_original(state), folder / T5_FILE)
 
 
-def create_tiny_wan_base(folder: Path, width: int, height: int, frames: int, seed: int = 0) -> Path:
+def clip_original_key(name: str) -> str:
+    """A transformers CLIPVisionModel key under its name in Wan's CLIP checkpoint (q, k, v are
+    packed into `to_qkv` by the caller)."""
+    fixed = {
+        "embeddings.patch_embedding.weight": "patch_embedding.weight",
+        "pre_layrnorm": "pre_norm",
+        "post_layernorm": "post_norm",
+    }
+    for new, old in fixed.items():
+        name = name.replace(new, old)
+    block = {
+        "layer_norm1": "norm1",
+        "layer_norm2": "norm2",
+        "self_attn.out_proj": "attn.proj",
+        "mlp.fc1": "mlp.0",
+        "mlp.fc2": "mlp.2",
+    }
+    if m := re.match(r"encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$", name):
+        return f"visual.transformer.{m[1]}.{block.get(m[2], m[2])}.{m[3]}"
+    return "visual." + name
+
+
+def _image_encoder(folder: Path) -> None:
+    import torch
+
+    transformers = require("transformers", "train")
+    config = transformers.CLIPVisionConfig(
+        hidden_size=IMAGE_WIDTH, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=CLIP_HEADS, image_size=224, patch_size=14, hidden_act="gelu",
+        layer_norm_eps=1e-5,
+    )  # fmt: skip
+    state = transformers.CLIPVisionModel(config).state_dict()
+    out = {
+        clip_original_key(key): value
+        for key, value in state.items()
+        if not re.search(r"position_ids$|self_attn\.[qkv]_proj\.", key)
+    }
+    for layer in range(config.num_hidden_layers):
+        for kind in ("weight", "bias"):
+            qkv = [state[f"encoder.layers.{layer}.self_attn.{p}_proj.{kind}"] for p in "qkv"]  # fmt: skip
+            out[f"visual.transformer.{layer}.attn.to_qkv.{kind}"] = torch.cat(qkv)
+    out["visual.cls_embedding"] = out.pop("visual.embeddings.class_embedding").view(1, 1, -1)
+    out["visual.pos_embedding"] = out.pop("visual.embeddings.position_embedding.weight")[None]
+    out["visual.head"] = torch.randn(IMAGE_WIDTH, 16) / IMAGE_WIDTH**0.5
+    out["log_scale"] = torch.tensor(2.6593)  # log(1 / 0.07), the CLIP logit scale
+    torch.save({k: v.to(torch.float16).contiguous() for k, v in out.items()}, folder / CLIP_FILE)
+
+
+def create_tiny_wan_base(
+    folder: Path, width: int, height: int, frames: int, seed: int = 0, image_encoder: bool = True
+) -> Path:
     """Write the tiny Wan base to `folder` (the release's layout) and return it; the geometry
     does not shape a Wan model (no sample size in its config), it is taken for symmetry."""
     torch = require("torch", "train")
@@ -158,6 +212,8 @@ def create_tiny_wan_base(folder: Path, width: int, height: int, frames: int, see
     folder.mkdir(parents=True, exist_ok=True)
     _transformer(folder)
     _vae(folder)
+    if image_encoder:
+        _image_encoder(folder)
     tokenizer = folder / TOKENIZER
     tiny._tokenizer(tokenizer.parent / "_t5")
     (tokenizer.parent / "_t5" / "tokenizer").rename(tokenizer)

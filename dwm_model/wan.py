@@ -11,20 +11,33 @@ single-file converters, the T5 keys through the table below.
 DWM on Wan (the official hand-concat pipeline): [B, C, F, h, w] latents normalised per channel
 by the VAE's `latents_mean`/`latents_std`; the input is `[noisy 16 | mask 4 (ones, unscaled) |
 static 16 | hand 16]` = 52 channels on dim 1, the 16 hand channels new and zero-initialised in
-the Conv3d patch embedding; flow matching with shift 5 (x_t = (1-s) x0 + s e, target e - x0,
-uniform timestep density, no loss weighting); LoRA on every Linear of the transformer, saved as
-VideoX-Fun's LoRA network saves it (`lora_unet_<module>` keys with lora_down/lora_up/alpha) next
-to `non_lora_weights.safetensors` (the full patch embedding).
+the Conv3d patch embedding; the text padded with zeros to the model's `text_len` (512), as
+VideoX-Fun's transformer pads it; flow matching with shift 5 (x_t = (1-s) x0 + s e, target
+e - x0, uniform timestep density, no loss weighting), sampled with diffusers'
+`FlowMatchEulerDiscreteScheduler` (the official inference's scheduler; `sampler: unipc` picks
+diffusers' `UniPCMultistepScheduler` in flow mode, as diffusers' own Wan pipelines ship); LoRA on
+every Linear of the transformer, saved as VideoX-Fun's LoRA network saves it (`lora_unet_<module>`
+keys with lora_down/lora_up/alpha) next to `non_lora_weights.safetensors` (the full patch
+embedding).
 
-Not wired: the CLIP image condition. The official trainer passes no CLIP feature in its "dwm"
-conditioning mode; the i2v image branch (`img_emb`, `k_img`, `v_img`) of the release is left out
-of the model, so its weights are not loaded.
+The CLIP image condition. An InP release is `model_type: i2v`: its cross-attention has an image
+branch (`img_emb`, `k_img`, `v_img`) over 257 CLIP tokens. The official inference always feeds
+it: the CLIP features of `clip_image` when one is given, else zeroed features (the official "dwm"
+mode gives none). We do the same in training and sampling; the official trainer passes no CLIP
+features in "dwm" mode, so there VideoX-Fun's i2v attention reads the first 257 of the 512 text
+positions as image tokens, a train/sample mismatch we do not copy. A release without the branch
+(`model_type: t2v`) gets no image tokens. The image encoder
+`models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth` (Wan's open-clip XLM-RoBERTa ViT-H/14)
+is loaded as transformers' `CLIPVisionModel` only when an image is given; its features are the
+penultimate block's 257 tokens of the image resized bicubically to 224x224, as VideoX-Fun's
+`CLIPModel` computes them. `model_fps` (the official RoPE time scale 16 / fps) is 16 in the
+official recipe, a scale of 1: nothing to apply.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import math
 import re
 from functools import cached_property
 from pathlib import Path
@@ -33,11 +46,10 @@ from typing import Any
 from dwm_data.errors import DwmDataError, MissingAssetError
 from dwm_data.extras import require
 
-log = logging.getLogger(__name__)
-
 CONFIG = "config.json"
 VAE_FILE = "Wan2.1_VAE.pth"
 T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
+CLIP_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
 TOKENIZER = "google/umt5-xxl"
 LORA_FILE = "lora_diffusion_pytorch_model.safetensors"
 NON_LORA_FILE = "non_lora_weights.safetensors"
@@ -47,12 +59,17 @@ TRAIN_TIMESTEPS = 1000
 MASK_CHANNELS = 4  # the pixel mask, four frames packed per latent frame
 LATENT_CHANNELS = 16
 TEXT_DIM = 4096  # UMT5-XXL; the release's config.json does not name it
-# The i2v image branch (see the module docstring), by its diffusers names.
-IMAGE_BRANCH = ("condition_embedder.image_embedder.", ".add_k_proj.", ".add_v_proj.", ".norm_added_k.")  # fmt: skip
-# Every Linear of diffusers' WanTransformer3DModel (without the image branch), as peft suffixes.
+IMAGE_TOKENS = 257  # what VideoX-Fun's i2v attention reserves: 16 x 16 patches + class token
+CLIP_HEADS = 16  # the fixed ViT-H/14 of clip_xlm_roberta_vit_h_14 (not readable from weights)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SAMPLERS = ("euler", "unipc")  # the first is the official one
+# Every Linear of diffusers' WanTransformer3DModel, as peft suffixes; the last four are the i2v
+# image branch (k_img, v_img, img_emb), absent from a t2v release.
 LORA_TARGETS = (
     "to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2", "linear_1", "linear_2",
-    "time_proj", "proj_out",
+    "time_proj", "proj_out", "add_k_proj", "add_v_proj", "image_embedder.ff.net.0.proj",
+    "image_embedder.ff.net.2",
 )  # fmt: skip
 
 # diffusers name -> original name, the inverse of diffusers' `convert_wan_transformer_to_diffusers`
@@ -138,10 +155,56 @@ def t5_to_original(state: dict) -> dict:
     return out
 
 
-def transformer_config(config: dict) -> dict:
-    """diffusers' WanTransformer3DModel arguments from the release's config.json."""
+# Wan's open-clip ViT (the `visual.` half of the release's CLIP .pth) -> transformers'
+# CLIPVisionModel, per block; `to_qkv` is split into q, k, v.
+_CLIP_KEYS = {
+    "patch_embedding.weight": "embeddings.patch_embedding.weight",
+    "pre_norm.weight": "pre_layrnorm.weight",
+    "pre_norm.bias": "pre_layrnorm.bias",
+    "post_norm.weight": "post_layernorm.weight",
+    "post_norm.bias": "post_layernorm.bias",
+}
+_CLIP_BLOCK_KEYS = {
+    "norm1": "layer_norm1",
+    "norm2": "layer_norm2",
+    "attn.proj": "self_attn.out_proj",
+    "mlp.0": "mlp.fc1",
+    "mlp.2": "mlp.fc2",
+}
+
+
+def clip_to_transformers(state: dict) -> dict:
+    """The vision tower of the release's CLIP checkpoint in CLIPVisionModel's names; the text
+    tower, the logit scale and the joint-space projection (`visual.head`) are not used by Wan."""
+    out = {}
+    for key, value in state.items():
+        if not key.startswith("visual.") or key == "visual.head":
+            continue
+        key = key.removeprefix("visual.")
+        block = re.match(r"transformer\.(\d+)\.(.+)\.(weight|bias)$", key)
+        if key == "cls_embedding":
+            out["embeddings.class_embedding"] = value.reshape(-1)
+        elif key == "pos_embedding":
+            out["embeddings.position_embedding.weight"] = value[0]
+        elif block and block[2] == "attn.to_qkv":
+            for part, chunk in zip("qkv", value.chunk(3), strict=True):
+                out[f"encoder.layers.{block[1]}.self_attn.{part}_proj.{block[3]}"] = chunk
+        elif block and block[2] in _CLIP_BLOCK_KEYS:
+            out[f"encoder.layers.{block[1]}.{_CLIP_BLOCK_KEYS[block[2]]}.{block[3]}"] = value
+        elif key in _CLIP_KEYS:
+            out[_CLIP_KEYS[key]] = value
+        else:
+            raise DwmDataError(f"{CLIP_FILE}: unexpected key visual.{key} for Wan's CLIP ViT")
+    return out
+
+
+def transformer_config(config: dict, image_dim: int | None = None) -> dict:
+    """diffusers' WanTransformer3DModel arguments from the release's config.json, with the image
+    branch when the CLIP feature width is given (read from the weights: the config does not
+    name it; VideoX-Fun builds `img_emb` for `model_type: i2v`)."""
     heads = config["num_heads"]
-    return {
+    image = {"image_dim": image_dim, "added_kv_proj_dim": config["dim"]} if image_dim else {}
+    return image | {
         "patch_size": tuple(config.get("patch_size", (1, 2, 2))),
         "num_attention_heads": heads,
         "attention_head_dim": config["dim"] // heads,
@@ -199,6 +262,12 @@ class Wan:
         self.config = json.loads((folder / CONFIG).read_text())
 
     @staticmethod
+    def holds(folder: Path) -> bool:
+        """The release keeps a `WanModel` config.json at its root."""
+        config = folder / CONFIG
+        return config.is_file() and json.loads(config.read_text()).get("_class_name") == "WanModel"
+
+    @staticmethod
     def missing(folder: Path) -> list[str]:
         names = [CONFIG, VAE_FILE, T5_FILE, f"{TOKENIZER}/spiece.model"]
         missing = [name for name in names if not (folder / name).is_file()]
@@ -218,19 +287,17 @@ class Wan:
     # -- parts --------------------------------------------------------------------------------
     def load_transformer(self):
         """diffusers' class from the root config and weights (original keys converted by
-        diffusers' converter); the i2v image branch is dropped (module docstring)."""
+        diffusers' converter), the i2v image branch included."""
         import torch
 
         diffusers = require("diffusers", "train")
         from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 
-        state = convert_wan_transformer_to_diffusers(_weights(self.folder))
-        dropped = [k for k in state if any(part in k for part in IMAGE_BRANCH)]
-        for key in dropped:
-            del state[key]
-        if dropped:
-            log.info("Wan: %d image-branch tensors not loaded (no CLIP condition)", len(dropped))
-        model = diffusers.WanTransformer3DModel(**transformer_config(self.config))
+        raw = _weights(self.folder)
+        image = raw.get("img_emb.proj.0.weight")
+        args = transformer_config(self.config, None if image is None else image.shape[0])
+        state = convert_wan_transformer_to_diffusers(raw)
+        model = diffusers.WanTransformer3DModel(**args)
         result = model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             bad = (result.missing_keys or result.unexpected_keys)[0]
@@ -288,6 +355,80 @@ class Wan:
         from dwm_model.tokenizer import T5Tokenizer
 
         return T5Tokenizer(self.folder / TOKENIZER)
+
+    @cached_property
+    def image_encoder(self):
+        """transformers' CLIPVisionModel sized from the release's CLIP checkpoint (the file has
+        no config; the architecture is the fixed ViT-H/14 of 16 heads, GELU, eps 1e-5)."""
+        import torch
+
+        transformers = require("transformers", "train")
+        path = self.folder / CLIP_FILE
+        if not path.is_file():
+            raise MissingAssetError(
+                f"image encoder {CLIP_FILE}", str(self.folder),
+                "download the release with its image encoder, or give no CLIP image",
+            )  # fmt: skip
+        state = clip_to_transformers(torch.load(path, map_location="cpu", weights_only=True))
+        width, _, patch, _ = state["embeddings.patch_embedding.weight"].shape
+        positions = state["embeddings.position_embedding.weight"].shape[0]
+        layers = {k.split(".")[2] for k in state if k.startswith("encoder.layers.")}
+        config = transformers.CLIPVisionConfig(
+            hidden_size=width,
+            intermediate_size=state["encoder.layers.0.mlp.fc1.weight"].shape[0],
+            num_hidden_layers=len(layers),
+            num_attention_heads=CLIP_HEADS,
+            image_size=patch * math.isqrt(positions - 1),
+            patch_size=patch,
+            hidden_act="gelu",
+            layer_norm_eps=1e-5,
+        )
+        model = transformers.CLIPVisionModel(config)
+        model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        return model.to(self.device).eval().requires_grad_(False)
+
+    def encode_image(self, image):
+        """The CLIP condition of one (H, W, 3) uint8 frame, [1, 257, 1280] for the release: as
+        VideoX-Fun's CLIPModel, the frame in [-1, 1] resized bicubically to the encoder's square
+        size, CLIP-normalised, the penultimate block's tokens."""
+        import torch
+        from torch.nn.functional import interpolate
+
+        encoder = self.image_encoder
+        size = encoder.config.image_size
+        x = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
+        x = interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+        mean, std = (torch.tensor(v, device=self.device).view(1, 3, 1, 1) for v in (CLIP_MEAN, CLIP_STD))  # fmt: skip
+        with torch.no_grad():
+            states = encoder(pixel_values=(x * 0.5 + 0.5 - mean) / std, output_hidden_states=True)
+        return states.hidden_states[-2].to(self.dtype)
+
+    def _image_condition(self, transformer, batch: int, image):
+        """What the image branch attends to: the given CLIP features, or zeroed ones as the
+        official inference feeds without a CLIP image; None for a model without the branch."""
+        import torch
+
+        if transformer.condition_embedder.image_embedder is None:
+            if image is not None:
+                raise DwmDataError(f"{self.folder}: this Wan model (t2v) has no image condition")
+            return None
+        if image is None:
+            width = transformer.condition_embedder.image_embedder.norm1.normalized_shape[0]
+            return torch.zeros(batch, IMAGE_TOKENS, width, device=self.device)
+        return image
+
+    def _text(self, prompt_embeds):
+        """Prompt states padded with zeros to the model's text length, as VideoX-Fun's
+        transformer pads its context (the zero rows still pass the text embedder)."""
+        from torch.nn.functional import pad
+
+        length = self.config.get("text_len", self.text_length)
+        if prompt_embeds.shape[1] > length:
+            raise DwmDataError(
+                f"prompt embeddings of {prompt_embeds.shape[1]} tokens; the Wan model takes "
+                f"at most {length} (train.max_text_length)"
+            )
+        return pad(prompt_embeds, (0, 0, 0, length - prompt_embeds.shape[1]))
 
     @cached_property
     def scheduler(self):
@@ -385,17 +526,21 @@ class Wan:
         return (1 - sigma) * z0 + sigma * noise, t, noise - z0
 
     def predict(
-        self, transformer, noisy, static, hand, prompt_embeds, timesteps, runner=None, mask=None
-    ):
+        self, transformer, noisy, static, hand, prompt_embeds, timesteps, runner=None, mask=None,
+        image=None,
+    ):  # fmt: skip
+        """`image`: CLIP features from `encode_image` (one row per batch row), or None."""
         import torch
 
         if mask is None:
             mask = torch.ones_like(noisy[:, :MASK_CHANNELS])
         parts = [noisy, mask, static, hand]
+        image = self._image_condition(transformer, noisy.shape[0], image)
         return (runner or transformer)(
             hidden_states=torch.cat([p.to(noisy.dtype) for p in parts], dim=1),
             timestep=timesteps,
-            encoder_hidden_states=prompt_embeds.to(noisy.dtype),
+            encoder_hidden_states=self._text(prompt_embeds).to(noisy.dtype),
+            encoder_hidden_states_image=None if image is None else image.to(noisy.dtype),
             return_dict=False,
         )[0]
 
@@ -406,8 +551,27 @@ class Wan:
         batch, _, frames, height, width = latent_shape
         return torch.ones((batch, MASK_CHANNELS, frames, height, width), device=self.device)
 
-    def denoise(self, latents, steps: int, model):
-        scheduler = self.scheduler
+    def sampler(self, name: str = ""):
+        """A fresh flow-matching sampler with shift 5: "euler" (the default) is the official
+        inference's `FlowMatchEulerDiscreteScheduler`; "unipc" diffusers' `UniPCMultistepScheduler`
+        set up for flow prediction as diffusers' Wan pipelines ship it."""
+        diffusers = require("diffusers", "train")
+        name = name or SAMPLERS[0]
+        if name == "euler":
+            return diffusers.FlowMatchEulerDiscreteScheduler(
+                num_train_timesteps=TRAIN_TIMESTEPS, shift=SHIFT
+            )
+        if name == "unipc":
+            return diffusers.UniPCMultistepScheduler(
+                num_train_timesteps=TRAIN_TIMESTEPS,
+                prediction_type="flow_prediction",
+                use_flow_sigmas=True,
+                flow_shift=SHIFT,
+            )
+        raise DwmDataError(f"sampler '{name}' is not a Wan sampler (one of: {', '.join(SAMPLERS)})")
+
+    def denoise(self, latents, steps: int, model, sampler: str = ""):
+        scheduler = self.sampler(sampler)
         scheduler.set_timesteps(steps, device=self.device)
         for t in scheduler.timesteps:
             output = model(latents, t)
@@ -469,8 +633,7 @@ class Wan:
 
     def load_weights(self, transformer, folder: Path) -> None:
         """Both official files into a widened transformer that carries the adapter; a key the
-        model lacks, or an adapter layer the file lacks, is refused in one line. LoRA of the
-        image branch (not in our model) is skipped."""
+        model lacks, or an adapter layer the file lacks, is refused in one line."""
         import torch
         from safetensors.torch import load_file
 
@@ -486,8 +649,6 @@ class Wan:
             for key, value in load_file(str(path)).items():
                 name, part = key.split(".", 1)
                 if name not in names:
-                    if any(p in name for p in ("k_img", "v_img", "img_emb")):
-                        continue
                     raise DwmDataError(f"{path}: LoRA key the model lacks: {key}")
                 if part == "alpha":
                     continue

@@ -14,14 +14,15 @@ from test_model import FRAMES, HEIGHT, WIDTH, shard_dir, write_shard  # noqa: F4
 from dwm_data.recipe import load_recipe
 from dwm_model.backbone import base_kind, open_backbone
 from dwm_model.tiny_wan import RELEASE_CONFIG, create_tiny_wan_base
-from dwm_model.wan import LORA_FILE, LORA_TARGETS, NON_LORA_FILE, T5_FILE, VAE_FILE
-
-# The tiny recipe on the tiny Wan base, with the official Wan LoRA targets and unfrozen layer.
-WAN = [
-    "train.base_model=tiny-wan",
-    f"train.lora_targets={json.dumps(list(LORA_TARGETS))}",
-    "train.trainable_patterns=[patch_embedding]",
-]
+from dwm_model.wan import (
+    CLIP_FILE,
+    IMAGE_TOKENS,
+    LORA_FILE,
+    LORA_TARGETS,
+    NON_LORA_FILE,
+    T5_FILE,
+    VAE_FILE,
+)
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +64,7 @@ def test_tiny_wan_folder_is_the_release_layout_and_loads_through_diffusers_conve
     full = WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=36,
         out_channels=16, text_dim=32, freq_dim=256, ffn_dim=64, num_layers=2,
-        image_dim=1280, added_kv_proj_dim=32,
+        image_dim=32, added_kv_proj_dim=32,
     )  # fmt: skip
     full.load_state_dict(convert_wan_transformer_to_diffusers(dict(weights)), strict=True)
     vae = torch.load(wan_base / VAE_FILE, weights_only=True)
@@ -88,8 +89,15 @@ def test_widened_wan_transformer_starts_as_the_base_and_takes_52_channels(wan_ba
     with torch.no_grad():
         got = base.predict(widened, noisy, static, hand, text, t)
         inp = torch.cat([noisy, torch.ones_like(noisy[:, :4]), static], dim=1)  # 36, mask unscaled
-        expected = plain(hidden_states=inp, timestep=t, encoder_hidden_states=text).sample
-    torch.testing.assert_close(got, expected)
+        # as the official inference calls the InP model: the text zero-padded to its 512
+        # positions, zeroed CLIP features (no clip_image) for the i2v branch
+        padded = torch.nn.functional.pad(text, (0, 0, 0, 512 - 32))
+        clip = torch.zeros(2, IMAGE_TOKENS, 32)
+        expected = plain(
+            hidden_states=inp, timestep=t, encoder_hidden_states=padded,
+            encoder_hidden_states_image=clip,
+        ).sample  # fmt: skip
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
 def test_wan_training_example_is_diffusers_flow_matching_with_shift_5(wan_base):
@@ -136,7 +144,7 @@ def test_wan_lora_files_in_the_official_layout_load_both_ways(wan_base, tmp_path
     base.add_lora(model, 4, 8, LORA_TARGETS, ("patch_embedding",))
     adapted = [n for n, m in model.named_modules() if hasattr(m, "lora_A")]
     official = _official_names(wan_base)
-    # an official file written by hand: every Linear but the image branch, as VideoX-Fun's network
+    # an official file written by hand: every Linear, as VideoX-Fun's network
     g = torch.Generator().manual_seed(3)
     file = {}
     for module in adapted:
@@ -145,7 +153,8 @@ def test_wan_lora_files_in_the_official_layout_load_both_ways(wan_base, tmp_path
         file[f"{name}.lora_down.weight"] = torch.randn(4, layer.in_features, generator=g) / 10
         file[f"{name}.lora_up.weight"] = torch.randn(layer.out_features, 4, generator=g) / 10
         file[f"{name}.alpha"] = torch.tensor(8.0)
-    assert len(adapted) == 2 * 10 + 6  # 2 blocks x (q k v o x 2 + ffn x 2), embedders, head
+    # 2 blocks x (q k v o x 2, k_img v_img, ffn x 2), time/text embedders, head, img_emb x 2
+    assert len(adapted) == 2 * 12 + 6 + 2
     from safetensors.torch import save_file
 
     release = tmp_path / "release"
@@ -192,7 +201,7 @@ def test_wan_trains_samples_and_evaluates_on_the_tiny_base(wan_cache, shard_dir,
     from dwm_model.train import train
 
     steps = ["train.max_steps=40", "train.checkpoint_every=40", "train.warmup_steps=5"]
-    recipe = load_recipe("tiny", [*WAN, *steps, "train.learning_rate=0.005"])
+    recipe = load_recipe("tiny-wan", [*steps, "train.learning_rate=0.005"])
     shards = sorted(shard_dir.glob("*.tar"))
     encode_shards(shards, recipe, wan_cache)
     run = train(shards, tmp_path / "run", recipe, progress=False)
@@ -229,3 +238,167 @@ def test_cogvideox_trainable_patterns_on_a_wan_base_are_refused(wan_cache, shard
     recipe = load_recipe("tiny", ["train.base_model=tiny-wan"])  # patch_embed.proj: CogVideoX's
     with pytest.raises(DwmDataError, match="patch_embedding"):
         Trainer(sorted(shard_dir.glob("*.tar")), tmp_path / "run", recipe)
+
+
+def _wan_clip_penultimate(state: dict, pixels: torch.Tensor, heads: int = 16) -> torch.Tensor:
+    """Wan's open-clip ViT (`visual.transformer[:-1]`, VideoX-Fun `CLIPModel.forward`) run on
+    the file's own tensors with plain torch ops: packed qkv, pre-norm blocks, exact GELU."""
+    from torch.nn import functional as F
+
+    v = {k.removeprefix("visual."): t.float() for k, t in state.items() if k.startswith("visual.")}
+    width, _, patch, _ = v["patch_embedding.weight"].shape
+    x = F.conv2d(pixels, v["patch_embedding.weight"], stride=patch).flatten(2).transpose(1, 2)
+    x = torch.cat([v["cls_embedding"].expand(len(x), -1, -1), x], dim=1) + v["pos_embedding"]
+
+    def norm(x, name):
+        return F.layer_norm(x, (width,), v[f"{name}.weight"], v[f"{name}.bias"], 1e-5)
+
+    x = norm(x, "pre_norm")
+    layers = len({k.split(".")[1] for k in v if k.startswith("transformer.")})
+    for i in range(layers - 1):
+        p = f"transformer.{i}."
+        batch, length, _ = x.shape
+        qkv = F.linear(norm(x, p + "norm1"), v[p + "attn.to_qkv.weight"], v[p + "attn.to_qkv.bias"])  # fmt: skip
+        q, k, value = (u.transpose(1, 2) for u in qkv.view(batch, length, 3, heads, -1).unbind(2))
+        attended = F.scaled_dot_product_attention(q, k, value).transpose(1, 2).reshape(x.shape)
+        x = x + F.linear(attended, v[p + "attn.proj.weight"], v[p + "attn.proj.bias"])
+        hidden = F.gelu(F.linear(norm(x, p + "norm2"), v[p + "mlp.0.weight"], v[p + "mlp.0.bias"]))  # fmt: skip
+        x = x + F.linear(hidden, v[p + "mlp.2.weight"], v[p + "mlp.2.bias"])
+    return x
+
+
+def test_clip_image_condition_is_wans_clip_and_reaches_the_i2v_branch(wan_base, tmp_path):
+    import shutil
+
+    import numpy as np
+    from torch.nn.functional import interpolate
+
+    from dwm_data.errors import MissingAssetError
+
+    base = open_backbone(wan_base)
+    image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    features = base.encode_image(image)
+    assert features.shape == (1, IMAGE_TOKENS, 32)  # 224 px / patch 14 + class token, as released
+    # VideoX-Fun's preprocessing: [-1, 1], bicubic to 224 x 224, CLIP mean/std
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    x = interpolate(x, size=(224, 224), mode="bicubic", align_corners=False) * 0.5 + 0.5
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    state = torch.load(wan_base / CLIP_FILE, weights_only=True)
+    reference = _wan_clip_penultimate(state, (x - mean) / std)
+    torch.testing.assert_close(features, reference, rtol=0, atol=1e-5)
+
+    model = base.world_transformer(16).eval()
+    g = torch.Generator().manual_seed(0)
+    x = [torch.randn(1, 16, 3, HEIGHT // 8, WIDTH // 8, generator=g) for _ in range(3)]
+    text, t = torch.randn(1, 32, 32, generator=g), torch.tensor([500.0])
+    with torch.no_grad():
+        zeroed = base.predict(model, *x, text, t)
+        with_image = base.predict(model, *x, text, t, image=features)
+    assert (with_image - zeroed).abs().max() > 1e-3  # the image tokens are attended
+
+    # a release folder without the image encoder: no CLIP image, zeroed features still work
+    bare = tmp_path / "no-clip"
+    shutil.copytree(wan_base, bare, ignore=shutil.ignore_patterns(CLIP_FILE))
+    bare_base = open_backbone(bare)
+    with pytest.raises(MissingAssetError, match=CLIP_FILE) as error:
+        bare_base.encode_image(image)
+    assert "\n" not in str(error.value)
+    with torch.no_grad():
+        torch.testing.assert_close(bare_base.predict(model, *x, text, t), zeroed)
+
+
+def test_a_wan_model_without_the_image_branch_gets_no_image_tokens(wan_base, tmp_path):
+    """An InP release without img_emb / k_img / v_img (as VideoX-Fun builds Wan2.2-Fun): the
+    model has no image branch, so nothing is attended but the text."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from dwm_data.errors import DwmDataError
+
+    folder = tmp_path / "no-image-branch"
+    shutil.copytree(wan_base, folder, ignore=shutil.ignore_patterns(CLIP_FILE))
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    image = ("img_emb.", ".k_img.", ".v_img.", ".norm_k_img.")
+    kept = {k: v for k, v in load_file(str(weights)).items() if not any(p in k for p in image)}
+    save_file(kept, str(weights))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"model_type": "t2v"}))
+    base = open_backbone(folder)
+    model = base.world_transformer(16).eval()
+    assert model.condition_embedder.image_embedder is None
+    assert model.blocks[0].attn2.add_k_proj is None
+    g = torch.Generator().manual_seed(0)
+    x = [torch.randn(1, 16, 3, 6, 8, generator=g) for _ in range(3)]
+    text, t = torch.randn(1, 32, 32, generator=g), torch.tensor([500.0])
+    with torch.no_grad():
+        out = base.predict(model, *x, text, t)
+    assert out.shape == x[0].shape and torch.isfinite(out).all()
+    with pytest.raises(DwmDataError, match="no image condition"):
+        base.predict(model, *x, text, t, image=torch.zeros(1, IMAGE_TOKENS, 32))
+
+
+def test_wan_samplers_euler_by_default_unipc_on_request_each_deterministic(wan_base):
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    from dwm_data.errors import DwmDataError
+
+    base = open_backbone(wan_base)
+    euler, unipc = base.sampler(), base.sampler("unipc")
+    assert isinstance(euler, FlowMatchEulerDiscreteScheduler) and euler.config.shift == 5.0
+    assert isinstance(unipc, UniPCMultistepScheduler)
+    assert unipc.config.prediction_type == "flow_prediction" and unipc.config.use_flow_sigmas
+    assert unipc.config.flow_shift == 5.0
+    with pytest.raises(DwmDataError, match="unipc"):
+        base.sampler("ddim")
+    model = base.world_transformer(16).eval()
+    g = torch.Generator().manual_seed(0)
+    static, hand = (torch.randn(1, 16, 3, 6, 8, generator=g) for _ in "ab")
+    text = torch.randn(1, 32, 32, generator=g)
+
+    def guided(latents, t):
+        return base.predict(model, latents, static, hand, text, t.expand(1))
+
+    def sample(name: str, seed: int):
+        noise = torch.randn(static.shape, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            return base.denoise(noise, 3, guided, name)
+
+    runs = {name: [sample(name, seed) for seed in (7, 7, 8)] for name in ("", "unipc")}
+    for first, again, other in runs.values():
+        assert torch.equal(first, again) and not torch.equal(first, other)
+    assert (runs[""][0] - runs["unipc"][0]).abs().max() > 1e-4
+
+
+@pytest.mark.slow
+def test_wan_world_model_samples_with_unipc_and_a_clip_image(wan_base):
+    import numpy as np
+
+    from dwm_model.generate import WorldModel
+
+    model = WorldModel(wan_base)
+    rng = np.random.default_rng(1)
+    static, hand = (rng.integers(0, 256, (FRAMES, HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in "ab")
+    plain = model.generate(static, hand, "push", steps=2, seed=7, sampler="unipc")
+    with_image = model.generate(
+        static, hand, "push", steps=2, seed=7, sampler="unipc", clip_image=static[0]
+    )
+    assert plain.shape == with_image.shape == static.shape
+    assert not np.array_equal(plain, with_image)
+
+
+def test_dwm_wan_recipe_has_the_official_wan_settings():
+    """snuvclab/dwm dwm_wan_14b_lora.yaml and inference.py defaults; tiny-wan shares its LoRA."""
+    from dwm_model.config import SampleConfig, TrainConfig
+
+    tiny = load_recipe("tiny-wan").section("train", TrainConfig)
+    assert tiny.base_model == "tiny-wan" and tiny.lora_targets == LORA_TARGETS
+    recipe = load_recipe("dwm-wan")
+    train, sample = recipe.section("train", TrainConfig), recipe.section("sample", SampleConfig)
+    video = recipe.video
+    assert (video.frames, video.width, video.height, video.rate) == (49, 720, 480, 8)
+    assert train.lora_targets == LORA_TARGETS and train.trainable_patterns == ("patch_embedding",)
+    assert (train.lora_rank, train.lora_alpha, train.learning_rate) == (64, 64, 1e-4)
+    assert (train.max_steps, train.batch_size, train.max_text_length) == (10000, 1, 512)
+    assert (sample.steps, sample.guidance, sample.seed, sample.sampler) == (50, 6.0, 42, "euler")
