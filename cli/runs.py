@@ -93,6 +93,9 @@ def demo(
 def bench(
     topic: Annotated[str, typer.Argument(help=f"One of: {', '.join(BENCHES)}.")],
     quick: Annotated[bool, typer.Option(help="Smaller inputs, for a fast sanity run.")] = False,
+    base: Annotated[
+        str | None, typer.Option(help="bench train: the tiny base model, cogvideox or wan.")
+    ] = None,
 ) -> None:
     """Measure speed against a baseline on the same input, in one run; prints the figures."""
     import importlib
@@ -103,13 +106,17 @@ def bench(
 
     if topic not in BENCHES:
         raise DwmDataError(f"unknown benchmark '{topic}' (known: {', '.join(BENCHES)})")
+    if base is not None and topic != "train":
+        raise DwmDataError("--base applies to bench train only")
     module, _, name = BENCHES[topic].partition(":")
+    options = {"quick": quick} | ({"base": base} if base else {})
     try:
-        rows = getattr(importlib.import_module(module), name)(quick=quick)
+        rows = getattr(importlib.import_module(module), name)(**options)
     except ModuleNotFoundError as exc:
         raise DwmDataError(f"benchmark '{topic}' is not available in this install ({exc})") from exc
     table = Table(
-        title=f"dwm-data bench {topic}{' --quick' if quick else ''}", title_justify="left"
+        title=f"dwm-data bench {topic}{f' --base {base}' if base else ''}{' --quick' if quick else ''}",
+        title_justify="left",
     )
     table.add_column("figure")
     table.add_column("value", justify="right")
