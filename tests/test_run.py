@@ -1,6 +1,7 @@
 """The run machinery under the failures the field meets: kills, hangs, crashes, re-runs."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -75,9 +76,10 @@ def test_a_different_command_on_the_same_folder_is_refused(tmp_path):
     ).ok
 
 
-def test_other_run_settings_resume_the_same_run(tmp_path):
+def test_other_run_settings_resume_the_same_run(tmp_path, caplog):
     """Workers, tasks, executor and timeouts are how a run is run, not which run it is."""
     first = build(BUILDER, {"units": 5}, recipe("run.workers=1"), tmp_path / "run", progress=False)
+    caplog.set_level(logging.WARNING, logger="dwm_data.runs.plan")
     again = build(
         BUILDER,
         {"units": 5},
@@ -86,6 +88,10 @@ def test_other_run_settings_resume_the_same_run(tmp_path):
         progress=False,
     )
     assert again.ok and again.status.tasks == first.status.tasks  # the frozen split is kept
+    told = [
+        r.getMessage() for r in caplog.records if "run.tasks 5 is not applied" in r.getMessage()
+    ]
+    assert len(told) == 1 and f"split into {first.status.tasks} tasks" in told[0]
     settings = json.loads((tmp_path / "run" / "run.json").read_text())
     assert settings["workers"] == 3 and settings["unit_timeout"] == 99
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -119,6 +120,12 @@ def prepare(folder: RunFolder, plan: Plan) -> tuple[Plan, bool]:
             f"{folder.root} holds a different run (builder {existing.builder}, "
             f"{len(existing.units)} units; differs in {_difference(existing, plan)}); "
             "use another output folder or --overwrite"
+        )
+    if plan.recipe.get("run", {}).get("tasks") and len(plan.tasks) != len(existing.tasks):
+        logging.getLogger(__name__).warning(
+            f"run.tasks {len(plan.tasks)} is not applied: this run was split into "
+            f"{len(existing.tasks)} tasks when it began, and its finished shards belong to them "
+            "(a new output folder takes the new split)"
         )
     live = {k: plan.options[k] for k in existing.loose if k in plan.options}
     changed = any(existing.options.get(k) != v for k, v in live.items())
