@@ -402,3 +402,98 @@ def test_dwm_wan_recipe_has_the_official_wan_settings():
     assert (train.lora_rank, train.lora_alpha, train.learning_rate) == (64, 64, 1e-4)
     assert (train.max_steps, train.batch_size, train.max_text_length) == (10000, 1, 512)
     assert (sample.steps, sample.guidance, sample.seed, sample.sampler) == (50, 6.0, 42, "euler")
+
+
+def _wan_inputs(seed: int = 0) -> list:
+    g = torch.Generator().manual_seed(seed)
+    x = [torch.randn(1, 16, 3, HEIGHT // 8, WIDTH // 8, generator=g) for _ in range(3)]
+    return [*x, torch.randn(1, 32, 32, generator=g), torch.tensor([500.0])]
+
+
+def test_wan_lora_is_an_identity_at_init_and_trains_only_adapter_and_patch_embedding(wan_base):
+    base = open_backbone(wan_base)
+    model = base.world_transformer(16).eval()
+    x = _wan_inputs()
+    with torch.no_grad():
+        before = base.predict(model, *x)
+    params = base.add_lora(model, 4, 8, LORA_TARGETS, ("patch_embedding",))
+    with torch.no_grad():
+        after = base.predict(model, *x)
+    assert torch.equal(before, after)
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n in names if "lora" not in n} == {"patch_embedding.weight", "patch_embedding.bias"}  # fmt: skip
+    assert sum(p.numel() for p in params) == sum(
+        p.numel() for n, p in model.named_parameters() if n in names
+    )
+
+
+@pytest.mark.slow
+def test_wan_weights_reload_in_a_fresh_process_and_reproduce_outputs(wan_base, tmp_path):
+    import subprocess
+    import sys
+
+    from dwm_model.generate import WorldModel
+
+    model = WorldModel(wan_base)
+    base = model.base
+    base.add_lora(model.transformer, 4, 8, LORA_TARGETS, ("patch_embedding",))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, param in model.transformer.named_parameters():
+            if "lora_B" in name or "patch_embedding" in name:
+                param.add_(torch.randn(param.shape, generator=g) / 10)
+    model.save_pretrained(tmp_path / "w", {"rank": 4, "alpha": 8, "text_length": 32})
+    x = _wan_inputs(1)
+    with torch.no_grad():
+        expected = base.predict(model.transformer, *x)
+        plain = base.predict(base.world_transformer(16).eval(), *x)
+    torch.save(x, tmp_path / "inputs.pt")
+    script = f"""
+import torch
+from pathlib import Path
+from dwm_model.generate import WorldModel
+model = WorldModel.from_pretrained(Path({str(tmp_path / "w")!r}))
+x = torch.load({str(tmp_path / "inputs.pt")!r})
+with torch.no_grad():
+    torch.save(model.base.predict(model.transformer, *x), {str(tmp_path / "out.pt")!r})
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    got = torch.load(tmp_path / "out.pt")
+    assert not torch.allclose(expected, plain, atol=1e-3)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_tiny_wan_learns_from_imported_realworld_shards_and_resumes_exactly(
+    shared_data, tmp_path, wan_cache
+):
+    """The official real-world clips imported with the tiny recipe: the tiny Wan lowers its
+    loss; resuming from the step-100 checkpoint reproduces steps 101-200 exactly."""
+    import shutil
+
+    from dwm_data.build import build
+    from dwm_data.store import shard_paths
+    from dwm_model.latents import encode_shards
+    from dwm_model.train import train
+
+    recipe = load_recipe("tiny-wan", ["train.max_steps=200"])
+    built = build(
+        "import-dwm",
+        {"source": str(shared_data("dwm_realworld/realworld_dynamic")), "license": "see LICENSE"},
+        recipe,
+        tmp_path / "data",
+        progress=False,
+    )
+    assert built.status.samples == 3
+    shards = shard_paths(tmp_path / "data")
+    encode_shards(shards, recipe, wan_cache)
+    full = train(shards, tmp_path / "run", recipe, progress=False)
+    first, last = statistics.mean(full.losses[:30]), statistics.mean(full.losses[-30:])
+    print(f"realworld tiny Wan: loss first 30 steps {first:.4f}, last 30 steps {last:.4f}")
+    assert full.cached and len(full.losses) == 200
+    assert last < 0.85 * first
+    resumed_run = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "run", resumed_run)
+    shutil.rmtree(resumed_run / "checkpoints" / "step-000200")
+    resumed = train(shards, resumed_run, recipe, resume=True, progress=False)
+    assert resumed.losses == full.losses[100:]
