@@ -6,6 +6,11 @@ video scored against its true camera path after a similarity alignment."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,13 +86,32 @@ def test_short_corrupt_and_unprompted_videos_are_recorded_failures(tmp_path):
     (videos / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x13" * 500)
     (videos / "corrupt.txt").write_text("broken")
     (videos / "unprompted.mp4").write_bytes(encode(frames, 8, Codec(preset="ultrafast")))
+    # an unlit room: the camera pans over texture too dark to record (levels 0 and 1)
+    dark = (_texture(1)[0] * 0.004).astype(np.uint8)
+    panned = np.stack([np.roll(dark, 3 * i, axis=1) for i in range(24)])
+    (videos / "dark.mp4").write_bytes(encode(panned, 8, Codec(crf=0, preset="ultrafast")))
+    (videos / "dark.txt").write_text("in the dark")
+    (videos / "dark.hands.npz").write_bytes(_hand_in_view(24).to_npz())
     result = run(videos, tmp_path / "run", hands_files=True)
     assert not result.ok
     failed = failures(tmp_path / "run")
-    assert set(failed) == {"short", "corrupt", "unprompted"}
+    assert set(failed) == {"short", "corrupt", "unprompted", "dark"}
     assert "clip too short" in failed["short"]["message"]
     assert failed["corrupt"]["stage"].startswith("video")
     assert failed["unprompted"]["stage"] == "prompt"
+    assert failed["dark"]["stage"] == "cameras" and "too dark" in failed["dark"]["message"]
+
+
+def _hand_in_view(count: int):
+    """A right hand's keypoints in the lower right of a 240x180 frame, in every frame."""
+    from dwm_data.hands.track import HandTrack
+
+    track = HandTrack.empty(count)
+    track.valid[:, 1] = True
+    track.scores[:, 1] = 1.0
+    fan = np.linspace(0, 1, 21)
+    track.keypoints_px[:, 1] = np.stack([170 + 30 * fan, 175 - 50 * fan], axis=1)
+    return track
 
 
 def test_missing_poses_folder_fails_before_the_plan(tmp_path):
@@ -180,6 +204,47 @@ def test_still_camera_has_no_motion():
     assert camera_motion(still, None) == 0.0
     panned = np.stack([np.roll(still[0], 4 * i, axis=1) for i in range(5)])
     assert camera_motion(panned, None) == pytest.approx(16 / 240, abs=0.005)
+    with pytest.raises(UnitError, match="0 corners to follow"):  # black is not a still camera
+        camera_motion(np.zeros_like(still), None)
+
+
+def test_splat_learns_the_frames_before_the_first_hand():
+    from dwm_data.ego.static import training_frames
+
+    hands = np.array([0] * 10 + [1] * 39, bool)
+    frames, why = training_frames(hands, 8)
+    assert frames == list(range(10)) and why.startswith("before the interaction: the 10 frames")
+    frames, why = training_frames(hands, 12)  # too few before the hand: all, the hand masked
+    assert frames == list(range(49)) and "10 frames before the first hand" in why
+    assert training_frames(np.zeros(9, bool), 8)[0] == list(range(9))  # no hand at all
+
+
+def test_a_moved_object_leaves_the_loss():
+    """Views of the generated room rendered from its true splat, one object painted into two of
+    them (it was moved there): those pixels leave the masks, the rest of the room stays."""
+    import torch
+
+    from dwm_data.ego.options import EgoSection
+    from dwm_data.ego.static import transient_masks
+    from dwm_data.fixtures.aria import room_scene
+    from dwm_data.fixtures.ego import head_path, intrinsics
+    from dwm_data.splat.render import gsplat_K
+    from dwm_data.splat.train import Views, render_views
+
+    scene = room_scene(0.1, np.random.default_rng(0))
+    poses = np.stack([head_path(t) for t in (0.0, 0.3, 0.6, 0.9)])
+    viewmats = torch.from_numpy(np.linalg.inv(poses)).float()
+    Ks = torch.from_numpy(np.stack([gsplat_K(intrinsics(64, 48))] * 4)).float()
+    images = render_views(scene, viewmats, Ks, 64, 48)
+    moved = torch.zeros(4, 48, 64, dtype=torch.bool)
+    moved[2:, 20:34, 30:44] = True
+    images[moved] = torch.tensor([0.9, 0.1, 0.8])
+    actor = torch.ones(4, 48, 64, dtype=torch.bool)
+    actor[:, 40:, 50:] = False  # the hand, already out of the loss
+    kept = transient_masks(scene, Views(images, viewmats, Ks, actor), EgoSection())
+    assert not kept[moved].any()
+    assert not kept[~actor].any()
+    assert kept[~moved & actor].float().mean() > 0.97
 
 
 @pytest.mark.slow
@@ -211,15 +276,56 @@ def test_sfm_recovers_the_true_path_and_refuses_a_partial_one(walk, tmp_path):
         reconstruct(np.concatenate([frames, noise]), None, tmp_path / "partial", SfmSettings())
 
 
+_BUILD = """
+from pathlib import Path
+from dwm_data.build import build
+from dwm_data.recipe import load_recipe
+build("build-ego", {options!r}, load_recipe("tiny", {overrides!r}), Path({out!r}), progress=False)
+"""
+
+
+def _cached(out: Path) -> list[Path]:
+    """The units' cached reconstructions (in their scratch folders, named by a hash of the id)."""
+    return list((out / "scratch").glob("*/cameras.npz"))
+
+
+def _killed_after_sfm(out: Path, options: dict, overrides: list[str]) -> None:
+    """Run the build in a process of its own and SIGKILL its whole group once the unit's
+    reconstruction is cached (the splat is being fitted then)."""
+    code = _BUILD.format(options=options, overrides=overrides, out=str(out))
+    driver = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and driver.poll() is None and not _cached(out):
+        time.sleep(0.05)
+    assert driver.poll() is None, "the build ended before its reconstruction was cached"
+    assert _cached(out), "no reconstruction cached within 5 minutes"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+
+
 @pytest.mark.slow
-def test_build_ego_end_to_end(walk, tmp_path):
+def test_build_ego_end_to_end_killed_after_sfm(walk, tmp_path):
     """The walk to one triplet: the clip where the hand acts, recovered cameras, a splat static
-    video without the hand, the hand video where the hand is, the splat kept as .ply."""
+    video without the hand, the hand video where the hand is, the splat kept as .ply. The first
+    run is killed once structure from motion is done; the re-run takes the cameras from the
+    unit's cache: pycolmap's own log says it extracted features once."""
     from dwm_data.store import read_decoded
 
     out = tmp_path / "run"
+    options = {"source": str(walk.parent), "hands_files": True, "splats": str(tmp_path / "splats")}
+    _killed_after_sfm(out, options, FAST_SPLAT)
     result = run(walk.parent, out, FAST_SPLAT, hands_files=True, splats=str(tmp_path / "splats"))
     assert result.ok, failures(out)
+    log = "".join(path.read_text() for path in (out / "logs").glob("*.log"))
+    assert log.count("=== Feature extraction ===") == 1  # printed by pycolmap's process
+    assert log.count("structure from motion (pycolmap)") == 1
+    assert log.count("cameras from the unit's cache") == 1
+    assert not _cached(out)  # the cache goes with the finished unit
     ((sample, frames),) = list(read_decoded(out))
     meta = sample.meta
     assert sample.key == "ego-walk" and sample.prompt.startswith("A right hand")
@@ -227,6 +333,10 @@ def test_build_ego_end_to_end(walk, tmp_path):
     assert meta["source_frames"][0] >= 7  # the window starts where the hand is in view
     assert meta["static"]["method"] == "gaussian-splat" and meta["static"]["ply"] == "ego-walk.ply"
     assert meta["static"]["frames_with_hands"] == 0
+    # a hand in every frame: no frames before the interaction, so all of them, the hand masked
+    assert meta["static"]["scene_state"].startswith("all frames, the actor masked: 0 frames")
+    assert len(meta["static"]["train_frames"]) + len(meta["static"]["heldout_frames"]) == 9
+    assert 0 <= meta["static"]["moving_mask_coverage"] < 0.1  # nothing moves in the walk
     assert (tmp_path / "splats" / "ego-walk.ply").is_file()
     with np.load(walk.with_suffix(".poses.npz")) as data:
         truth = data["cam_to_world"][meta["source_frames"]]
@@ -264,3 +374,30 @@ def test_build_ego_with_given_poses(walk, tmp_path):
         truth = data["cam_to_world"][sample.meta["source_frames"]]
     assert np.allclose(np.asarray(sample.camera).reshape(-1, 4, 4), truth, atol=1e-6)
     assert sample.meta["static"]["initial_points"] > 0  # frustum points: no SfM points given
+
+
+@pytest.mark.slow
+def test_still_camera_gets_the_first_frame_as_its_static_video(tmp_path):
+    """A camera on a table: no reconstruction is tried; one frame from before the hand enters,
+    repeated, is the static video, and json says so."""
+    from dwm_data.fixtures.ego import write_ego_video
+    from dwm_data.store import read_decoded
+
+    video = write_ego_video(tmp_path / "videos", 1.6, stem="table", still=True)
+    out = tmp_path / "run"
+    result = run(video.parent, out, hands_files=True)
+    assert result.ok, failures(out)
+    ((sample, frames),) = list(read_decoded(out))
+    # the hand enters at 0.4 s: the static video is the last frame before it, nobody in view
+    static = sample.meta["static"]
+    assert static["method"] == "one frame (no camera motion)" and static["actor_free"]
+    assert static["source_frame"] < sample.meta["source_frames"][0]
+    assert sample.meta["cameras"]["origin"].startswith("none: no camera motion")
+    assert sample.meta["cameras"]["registered_frames"] == 0
+    drift = np.abs(frames["static"].astype(int) - frames["static"][:1].astype(int))
+    assert drift.mean(axis=(1, 2, 3)).max() < 5  # one frame nine times (H.264 P-frames drift)
+    first = frames["video"][0].astype(int)
+    hand = frames["hand"][0].max(axis=-1) > 40  # where the hand is drawn, the static differs
+    difference = np.abs(frames["static"][0].astype(int) - first).max(axis=-1)
+    assert hand.any() and difference[~hand].mean() < 4 and difference[hand].mean() > 20
+    assert np.allclose(np.asarray(sample.camera).reshape(-1, 4, 4), np.eye(4))

@@ -2,15 +2,19 @@
 
 Per video (one work unit): resample to the recipe's rate, find the window of the recipe's length
 where hands act, mask the actor (hands, forearms), recover the clip's cameras by structure from
-motion on its own frames (or take the user's `--poses`), fit a splat of the scene to the same
-frames with the actor masked out and render it along the cameras as the static video, and
-estimate and render the hands in the recovered camera. A video whose camera does not move gets
-the first frame as its static video (marked in json); every other failure (too short, corrupt,
-too dark for features, a partial reconstruction) is a recorded failure with its reason.
+motion on its own frames (or take the user's `--poses`), fit a splat of the scene to the frames
+before the first hand (all frames when too few), with the actor and moving objects masked out,
+and render it along the cameras as the static video, and estimate and render the hands in the
+recovered camera. The reconstruction and the splat are cached in the unit's scratch folder, so
+a killed unit does not redo them. A video whose camera does not move gets one frame as its
+static video, the last before the first hand when there is one (marked in json); every other
+failure (too short, corrupt, too dark for features, a partial reconstruction) is a recorded
+failure with its reason.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -110,10 +114,18 @@ class EgoBuilder(Builder):
         dx, dy = _offset(scaled_w, video.width), _offset(scaled_h, video.height)
         out_frames = read_frames(path, source_frames, video.width, video.height, video.resize)
         content = cameras.intrinsics.scaled(scaled_w, scaled_h)
-        ctx.heartbeat("fitting the static scene")
-        static, static_meta = self._static(
-            unit, frames, keep, cameras, moving, out_frames, content, ctx
-        )
+        if moving:
+            ctx.heartbeat("fitting the static scene")
+            static, static_meta = self._static(unit, frames, keep, cameras, content, ctx)
+        else:
+            rest = _rest_frame(presence.valid.any(axis=1), start)
+            still = read_frames(path, [picks[rest]], video.width, video.height, video.resize)
+            static = np.repeat(still, len(out_frames), axis=0)
+            static_meta = {
+                "method": "one frame (no camera motion)",
+                "source_frame": picks[rest],
+                "actor_free": bool(rest < start),
+            }
         if moving:  # the actor must be gone: the detector is asked to find it again
             ctx.heartbeat("looking for hands in the static video")
             any_camera = Intrinsics.from_fov(video.width, video.height, knobs.hfov_deg)
@@ -189,6 +201,7 @@ class EgoBuilder(Builder):
         ctx: UnitContext,
     ) -> tuple[Cameras, bool]:
         """The clip's cameras and whether the camera moved (no motion: no reconstruction)."""
+        from dwm_data.ego.cache import cached_cameras
         from dwm_data.ego.sfm import camera_motion, reconstruct
 
         height, width = frames.shape[1:3]
@@ -212,9 +225,14 @@ class EgoBuilder(Builder):
                 },
             )
             return still, False
-        cameras = reconstruct(frames, keep, ctx.scratch / "sfm", self.knobs.sfm)
-        cameras.report["motion"] = round(motion, 4)
-        return cameras, True
+
+        def recover() -> Cameras:
+            ctx.heartbeat("structure from motion (pycolmap)")
+            cameras = reconstruct(frames, keep, ctx.scratch / "sfm", self.knobs.sfm)
+            cameras.report["motion"] = round(motion, 4)
+            return cameras
+
+        return cached_cameras(ctx.scratch, recover, ctx.heartbeat), True
 
     def _static(
         self,
@@ -222,28 +240,32 @@ class EgoBuilder(Builder):
         frames: np.ndarray,
         keep: np.ndarray,
         cameras: Cameras,
-        moving: bool,
-        out_frames: np.ndarray,
         content: Intrinsics,
         ctx: UnitContext,
     ) -> tuple[np.ndarray, dict]:
         """The static video at the recipe size, and its provenance: the splat rendered at the
         scaled content size and placed on the canvas as the video is (bars or crop)."""
-        if not moving:
-            first = np.repeat(out_frames[:1], len(out_frames), axis=0)
-            return first, {"method": "first-frame (no camera motion)"}
+        from dwm_data.ego.cache import cached_splat
         from dwm_data.ego.static import fit_static, render_static
 
-        scene = fit_static(
-            frames,
-            keep,
-            cameras.intrinsics,
-            cameras.cam_to_world,
-            cameras.points,
-            self.knobs,
+        scene = cached_splat(
+            ctx.scratch,
+            lambda: fit_static(
+                frames,
+                keep,
+                cameras.intrinsics,
+                cameras.cam_to_world,
+                cameras.points,
+                self.knobs,
+                ctx.heartbeat,
+            ),
             ctx.heartbeat,
         )
-        rendered = render_static(scene.params, content, cameras.cam_to_world)
+        started = time.time()
+        rendered = render_static(
+            scene.params, content, cameras.cam_to_world, self.knobs.render_width
+        )
+        scene.report["render_seconds"] = round(time.time() - started, 1)
         video = self.recipe.video
         static = np.stack([place(f, video.width, video.height) for f in rendered])
         report = {"method": "gaussian-splat", **scene.report, "ply": None}
@@ -279,6 +301,13 @@ class EgoBuilder(Builder):
             f"no prompt {text.name} beside {path.name}; pass --allow-missing-prompt to keep it "
             "with an empty prompt",
         )
+
+
+def _rest_frame(has_hand: np.ndarray, start: int) -> int:
+    """The resampled frame a still camera's static video shows: the last one before the clip
+    with no hand in view (the scene at rest, nobody in it), else the clip's first."""
+    free = np.flatnonzero(~has_hand[:start])
+    return int(free[-1]) if len(free) else start
 
 
 def _even(value: float) -> int:

@@ -48,13 +48,26 @@ class EgoSection(BaseModel):
     lead_frames: int = Field(0, ge=0)
     hfov_deg: float = Field(70.0, gt=0, lt=180)  # assumed only when the camera did not move
     # Median feature displacement over the clip below this share of the frame width: no camera
-    # motion, so no reconstruction; the static video is then the first frame (marked in json).
+    # motion, so no reconstruction; the static video is then one frame, the last before the
+    # first hand when the video has one (marked in json).
     min_motion: float = Field(0.02, ge=0)
     hand_margin: float = Field(0.3, ge=0)  # hand masks grow the hull by this share of its size
     max_gap: int = Field(2, ge=0)  # frames bridged by the hand track's temporal clean-up
     sfm: SfmSettings = SfmSettings()
     train_width: int = Field(320, gt=0)  # the splat trains at most this wide
-    heldout_every: int = Field(6, gt=0)  # every n-th clip frame is held out to score the splat
+    # The splat learns the scene before the interaction changes it: from the frames before the
+    # first one with a hand when there are at least this many, else from all frames (the actor
+    # and moving objects masked out either way; which one is recorded in json).
+    min_static_frames: int = Field(16, gt=0)  # 2 s at 8 fps: fewer rarely see the whole path
+    # Moving objects: after this share of the splat's steps, pixels whose residual against the
+    # splat so far (box-blurred over transient_blur of the width) exceeds transient_factor times
+    # the clip's median residual, and transient_floor, leave the loss for the remaining steps.
+    transient_after: float = Field(0.4, gt=0, lt=1)
+    transient_factor: float = Field(3.0, gt=1)
+    transient_floor: float = Field(0.06, ge=0, le=1)
+    transient_blur: float = Field(0.03, gt=0, lt=1)
+    heldout_every: int = Field(6, gt=0)  # every n-th training frame is held out to score it
+    render_width: int = Field(640, gt=0)  # the static video is rendered at most this wide
     max_points: int = Field(50_000, gt=0)
     splat: SplatConfig = SplatConfig(steps=1500, refine_start=300, max_gaussians=60_000)
 

@@ -206,16 +206,24 @@ def colmap_intrinsics(camera) -> Intrinsics:
     )
 
 
+MIN_CORNERS = 8  # fewer corners than this in the first frame: no motion can be measured
+
+
 def camera_motion(frames: np.ndarray, keep: np.ndarray | None) -> float:
     """Median displacement of corners tracked from the first to the last frame (outside the
-    actor), as a share of the frame width: near zero when the camera did not move."""
+    actor), as a share of the frame width: near zero when the camera did not move. A frame with
+    nothing to follow (black, flat) is a recorded failure, not a still camera."""
     cv2 = require("cv2", "ego")
     first = cv2.cvtColor(frames[0], cv2.COLOR_RGB2GRAY)
     last = cv2.cvtColor(frames[-1], cv2.COLOR_RGB2GRAY)
     where = None if keep is None else (keep[0] & keep[-1]).astype(np.uint8)
     corners = cv2.goodFeaturesToTrack(first, 400, 0.01, 5, mask=where)
-    if corners is None:
-        return 0.0
+    if corners is None or len(corners) < MIN_CORNERS:
+        raise UnitError(
+            "cameras",
+            f"{0 if corners is None else len(corners)} corners to follow in the first frame "
+            "outside the actor: the video may be too dark, blurred or featureless",
+        )
     moved, status, _ = cv2.calcOpticalFlowPyrLK(first, last, corners, None, winSize=(21, 21))
     ok = status.ravel() == 1
     if not ok.any():

@@ -64,14 +64,17 @@ def train_splat(
     colors: np.ndarray | None,
     config: SplatConfig,
     progress: Callable[[int, float, int], None] | None = None,
+    remask: tuple[int, Callable[[Params, Views], torch.Tensor]] | None = None,
 ) -> Params:
     """Fit Gaussians initialised at `points` to the views; returns detached parameters (CPU).
 
     Without `colors`, points take the colours they project onto in the views.
     `progress(step, loss, gaussians)` is called every 100 steps (heartbeats, progress bars).
+    `remask = (step, masks_of)`: at that step the views' masks become `masks_of(params, views)`
+    (what the splat so far cannot explain, such as objects that move, can then leave the loss).
     """
     with torch_threads(config.threads):
-        return _train(views, points, colors, config, progress)
+        return _train(views, points, colors, config, progress, remask)
 
 
 def _train(
@@ -80,6 +83,7 @@ def _train(
     colors: np.ndarray | None,
     config: SplatConfig,
     progress: Callable[[int, float, int], None] | None,
+    remask: tuple[int, Callable[[Params, Views], torch.Tensor]] | None,
 ) -> Params:
     require("gsplat", "aria")
     from gsplat.strategy import DefaultStrategy
@@ -136,6 +140,10 @@ def _train(
     height, width = views.images.shape[1:3]
 
     for step in range(config.steps):
+        if remask is not None and step == remask[0]:
+            with torch.no_grad():
+                frozen = {k: v.detach().cpu() for k, v in params.items()}
+                views.masks = remask[1](frozen, views.to(torch.device("cpu"))).to(dev)
         i = int(torch.randint(len(views), (1,), generator=gen))
         out = render(dict(params), views.viewmats[i : i + 1], views.Ks[i : i + 1], width, height)
         strategy.step_pre_backward(params, optimizers, state, step, out.info)
