@@ -167,7 +167,11 @@ def simulate(
     motion = _motion(hands, from_sample, place, mano_dir, motion_fps, motion_poses)
     settings = _settings(resolved, steps, guidance, seed)
     model = None if no_sample else _model(weights, base_model)
-    inputs = {**spec_record(scene_spec, motion), "weights": str(weights), "prompt": prompt}
+    inputs = {
+        **spec_record(scene_spec, motion),
+        "weights": str(weights.resolve()),
+        "prompt": prompt,
+    }
     files = run(model, scene_spec, motion, out, resolved, settings, prompt, overwrite, inputs)
     console().print(f"wrote {out}: {', '.join(files)}")
 
@@ -257,8 +261,8 @@ def rank(
     settings = _settings(resolved, steps, guidance, seed)
     inputs = {
         **spec_record(scene_spec),
-        "candidates": [str(c) for c in candidates],
-        "weights": str(weights),
+        "candidates": [str(c.resolve()) for c in candidates],
+        "weights": str(weights.resolve()),
     }
     ranked = run(
         model,

@@ -221,17 +221,24 @@ def _markdown(ranked: list[dict[str, Any]], goal: Goal) -> str:
 
 
 def _contact_sheet(frames: list[np.ndarray], ranked: list[dict], goal: Goal, path: Path) -> None:
-    """The last frames side by side in rank order, each under its rank, name and score."""
+    """The goal image (for an image goal), then the last frames in rank order, each under its
+    rank, name and score."""
     from PIL import Image, ImageDraw
 
-    scale = max(1, -(-160 // frames[0].shape[1]))  # tiny clips enlarged to be legible
+    height, width = frames[0].shape[:2]
+    scale = max(1, -(-160 // width))  # tiny clips enlarged to be legible
+    panels = [(f"rank {r['rank']}: {r['candidate']}", f"{goal.metric} {r['score']:.4f}", f)
+              for r, f in zip(ranked, frames, strict=True)]  # fmt: skip
+    if goal.kind == "image":
+        image = Image.open(goal.value).convert("RGB").resize((width, height), Image.BICUBIC)
+        panels.insert(0, ("goal", Path(goal.value).name, np.asarray(image)))
     tiles = []
-    for frame, row in zip(frames, ranked, strict=True):
+    for title, line, frame in panels:
         big = frame.repeat(scale, axis=0).repeat(scale, axis=1)
         label = Image.new("RGB", (big.shape[1], 30), (0, 0, 0))
         draw = ImageDraw.Draw(label)
-        draw.text((2, 1), f"#{row['rank']} {row['candidate']}", fill=(255, 255, 0))
-        draw.text((2, 15), f"{goal.metric} {row['score']:.4f}", fill=(255, 255, 255))
+        draw.text((2, 1), title, fill=(255, 255, 0))
+        draw.text((2, 15), line, fill=(255, 255, 255))
         tiles.append(np.concatenate([np.asarray(label), big], axis=0))
         tiles.append(np.full((tiles[-1].shape[0], 2, 3), 255, np.uint8))
     Image.fromarray(np.concatenate(tiles[:-1], axis=1)).save(path)

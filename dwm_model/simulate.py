@@ -160,16 +160,10 @@ def result_record(
     settings: SampleConfig | None,
     inputs: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    video = recipe.video
     return {
         "inputs": inputs or {},
         **conditions.record,
-        "video": {
-            "frames": video.frames,
-            "width": video.width,
-            "height": video.height,
-            "fps": video.fps,
-        },
+        "recipe": recipe.dump(),
         "sampled": settings is not None,
         "sample": None if settings is None else settings.model_dump(),
     }
@@ -179,7 +173,9 @@ def spec_record(*specs: Any) -> dict[str, Any]:
     """Dataclass specs as JSON-ready dicts (paths and fractions as strings)."""
 
     def plain(value: Any) -> Any:
-        if isinstance(value, Path | Fraction):
+        if isinstance(value, Path):
+            return str(value.expanduser().resolve())
+        if isinstance(value, Fraction):
             return str(value)
         if isinstance(value, tuple | list):
             return [plain(v) for v in value]

@@ -48,6 +48,7 @@ def test_every_command_explains_itself():
 
     runner = CliRunner()
     commands = [*SOURCES, "export-dwm", "inspect", "preview", "status", "demo", "bench"]
+    commands += ["sample", "simulate", "rank"]
     for command in commands:
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, command

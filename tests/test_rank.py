@@ -116,7 +116,7 @@ def test_ranking_by_an_image_goal_is_deterministic_and_ordered_by_score(
         "00-sweep-seed42", "00-sweep-seed43", "01-left-seed42", "01-left-seed43"
     ]  # fmt: skip
     sheet = Image.open(folder / "contact.png")
-    assert sheet.size == (2 * 192 + 2, 30 + 144)  # two last frames, enlarged 3x, labelled
+    assert sheet.size == (3 * 192 + 4, 30 + 144)  # the goal, two last frames: 3x, labelled
     table = (folder / "rank.md").read_text()
     assert "| 1 | " + first["ranked"][0]["candidate"] in table
     # each candidate's result is a simulate result; its recorded score is the table's
