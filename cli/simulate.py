@@ -95,7 +95,17 @@ OverwriteOpt = Annotated[
 
 
 def _fps(text: str | None) -> Fraction | None:
-    return Fraction(text) if text else None
+    from dwm_data.errors import DwmDataError
+
+    try:
+        rate = Fraction(text) if text else None
+    except (ValueError, ZeroDivisionError) as exc:
+        raise DwmDataError(
+            f"a frame rate must be a number like 8 or 30000/1001, got {text!r}"
+        ) from exc
+    if rate is not None and rate <= 0:
+        raise DwmDataError(f"a frame rate must be positive, got {text!r}")
+    return rate
 
 
 def _settings(resolved, steps: int | None, guidance: float | None, seed: int | None):

@@ -88,7 +88,9 @@ class Simulator:
                 raw = read_motion(motion.hands)
             poses = None
             if motion.motion_poses is not None:
-                poses = np.load(motion.motion_poses, allow_pickle=False).astype(np.float64)
+                from dwm_data.simulate.paths import read_poses
+
+                poses = read_poses(motion.motion_poses)
             placed = place_motion(
                 raw,
                 self.path,

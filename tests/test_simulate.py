@@ -545,6 +545,8 @@ def test_no_sample_and_no_hand_write_the_condition_videos_only(room, tmp_path, c
         ("shear", "is not rigid"),
         ("short", "the motion is 8 frames"),
         ("two", "exactly one of --hands"),
+        ("yaml", "cannot be parsed"),
+        ("fps", "a frame rate must be"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(
@@ -569,6 +571,11 @@ def test_bad_input_is_one_line_and_writes_nothing(
     elif case == "short":
         hands = tmp_path / "short.npz"
         hands.write_bytes(track.select(np.arange(8)).to_npz())
+    elif case == "yaml":
+        path = tmp_path / "keys.yaml"
+        path.write_text("keyframes: [unclosed\n")
+    elif case == "fps":
+        extra += ["--path-fps", "fast"]
     else:
         extra += ["--no-hand"]
     out = tmp_path / "out"

@@ -76,7 +76,11 @@ def read_motion(path: Path) -> RawMotion:
     except (ValueError, OSError) as exc:
         raise DwmDataError(f"{path} is not a .npy/.npz motion: {exc}") from exc
     if "keypoints_cam" in arrays:
-        return _from_track(HandTrack.from_npz(path.read_bytes()), str(path), "hands.npz")
+        try:
+            track = HandTrack.from_npz(path.read_bytes())
+        except (ValueError, KeyError) as exc:
+            raise DwmDataError(f"{path} is not a valid hands.npz: {exc}") from exc
+        return _from_track(track, str(path), "hands.npz")
     if "hand_pose" in arrays:
         return _mano_file(arrays, path)
     if "keypoints" in arrays:

@@ -113,26 +113,35 @@ def _intrinsics(read: _Read, fov: float | None, width: int, height: int) -> Intr
 def _read(path: Path, frames: int, fps: Fraction) -> _Read:
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            poses = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise DwmDataError(f"{path} is not a .npy array: {exc}") from exc
-        return _Read(None, _as_poses(poses, str(path)), kind="camera.npy")
-    if suffix in (".yaml", ".yml"):
-        import yaml
+        return _Read(None, read_poses(path), kind="camera.npy")
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise DwmDataError(
+            f"{path}: unknown camera path format (camera.npy, nerfstudio camera_path.json, "
+            "keyframes .yaml/.json)"
+        )
+    import yaml
 
-        return _keyframes(_mapping(yaml.safe_load(path.read_text()), path), path, frames, fps)
-    if suffix == ".json":
-        data = _mapping(json.loads(path.read_text()), path)
-        if "camera_path" in data:
-            return _nerfstudio(data, path)
-        if "keyframes" in data:
-            return _keyframes(data, path, frames, fps)
-        raise DwmDataError(f"{path}: a path .json holds 'camera_path' (nerfstudio) or 'keyframes'")
-    raise DwmDataError(
-        f"{path}: unknown camera path format (camera.npy, nerfstudio camera_path.json, keyframes "
-        ".yaml/.json)"
-    )
+    try:  # YAML reads JSON too, but JSON's own parser gives the clearer message
+        text = path.read_text()
+        data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise DwmDataError(f"{path} cannot be parsed: {str(exc).splitlines()[0]}") from exc
+    data = _mapping(data, path)
+    if "camera_path" in data:
+        return _nerfstudio(data, path)
+    if "keyframes" in data:
+        return _keyframes(data, path, frames, fps)
+    raise DwmDataError(f"{path}: a path file holds 'camera_path' (nerfstudio) or 'keyframes'")
+
+
+def read_poses(path: Path) -> np.ndarray:
+    """A camera.npy: (N, 4, 4) OpenCV camera-to-world, checked to be finite and rigid."""
+    try:
+        poses = _as_poses(np.load(path, allow_pickle=False), str(path))
+    except (ValueError, OSError) as exc:
+        raise DwmDataError(f"{path} is not a (N, 4, 4) .npy array: {exc}") from exc
+    check_rigid(poses, str(path))
+    return poses
 
 
 def _mapping(data: Any, path: Path) -> dict:
@@ -191,11 +200,15 @@ def _keyframes(data: dict, path: Path, frames: int, fps: Fraction) -> _Read:
 def _keyframe_pose(key: Any, path: Path, index: int) -> np.ndarray:
     if not isinstance(key, dict):
         raise DwmDataError(f"{path}: keyframe {index} is not a mapping")
-    if "camera_to_world" in key:
-        return np.asarray(key["camera_to_world"], np.float64).reshape(4, 4)
-    if "position" in key and "look_at" in key:
-        up = np.asarray(key.get("up", WORLD_UP), np.float64)
-        return look_at(np.asarray(key["position"], float), np.asarray(key["look_at"], float), up)
+    try:
+        if "camera_to_world" in key:
+            return np.asarray(key["camera_to_world"], np.float64).reshape(4, 4)
+        if "position" in key and "look_at" in key:
+            up = np.asarray(key.get("up", WORLD_UP), np.float64).reshape(3)
+            eye = np.asarray(key["position"], float).reshape(3)
+            return look_at(eye, np.asarray(key["look_at"], float).reshape(3), up)
+    except (ValueError, TypeError) as exc:
+        raise DwmDataError(f"{path}: keyframe {index} is malformed ({exc})") from exc
     raise DwmDataError(f"{path}: keyframe {index} needs camera_to_world, or position and look_at")
 
 
