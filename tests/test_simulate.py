@@ -401,14 +401,15 @@ def test_world_placement_projects_hands_into_the_path_cameras(simulator, mano_tr
     fixed = _hands(
         simulator, folder / "hands.npz", placement="world", motion_poses=tmp_path / "still.npy"
     )
-    seen = fixed.motion.track.keypoints_cam[:, 1]
+    seen = fixed.motion.track.keypoints_cam[:, 1].astype(np.float64)
     c2w = demo_poses()
     in_world = np.einsum("fij,fpj->fpi", c2w[:, :3, :3], seen) + c2w[:, None, :3, 3]
-    assert np.allclose(in_world, in_world[0], atol=1e-4) is False  # the hand itself moves ...
-    wrist = in_world[:, 0] - (
-        np.einsum("ij,fj->fi", still[0, :3, :3], track.keypoints_cam[::2, 1, 0]) + still[0, :3, 3]
+    tracked = (
+        np.einsum("ij,fpj->fpi", still[0, :3, :3], track.keypoints_cam[::2, 1]) + still[0, :3, 3]
     )
-    assert np.abs(wrist).max() < 1e-4  # ... exactly as it was tracked, in the world
+    assert np.abs(in_world - tracked).max() < 1e-4  # where it was tracked, in the world
+    assert np.abs(seen - track.keypoints_cam[::2, 1]).max() > 0.05  # not where it was in the camera
+    assert not np.array_equal(fixed.hand, ego)
 
 
 def test_keypoint_and_mano_files_and_their_errors(simulator, mano_track, tmp_path):
