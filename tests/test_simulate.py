@@ -673,3 +673,16 @@ def test_hands_from_a_built_sample_with_its_cameras_and_prompt(simulator, mano_t
     )
     with pytest.raises(DwmDataError, match="no sample with key nope"):
         simulator.conditions(MotionSpec(shards=shards, key="nope"))
+
+
+@pytest.mark.slow
+def test_keypoints_with_mano_files_are_fitted_to_meshes(simulator, mano_track, tmp_path):
+    """Keypoints only, with MANO files: meshes fitted to them (as --hands mano-fit), covering
+    what the true meshes cover."""
+    folder, track, faces, k = mano_track
+    np.save(tmp_path / "keypoints.npy", track.keypoints_cam.astype(np.float64))
+    fitted = _hands(simulator, tmp_path / "keypoints.npy", mano_dir=folder)
+    truth = _hands(simulator, folder / "hands.npz", mano_dir=folder)
+    assert fitted.motion.record["representation"] == "mesh (mano-fit)"
+    a, b = fitted.hand.any(axis=-1), truth.hand.any(axis=-1)
+    assert (a & b).sum() / (a | b).sum() > 0.5
