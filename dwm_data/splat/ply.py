@@ -1,4 +1,5 @@
-"""Splats as the `.ply` files every 3DGS viewer reads (INRIA layout, binary little endian)."""
+"""Splats as the `.ply` files every 3DGS viewer reads: written in the INRIA layout (binary little
+endian, float32), read from any writer of that layout (INRIA, nerfstudio, gsplat, ours)."""
 
 from __future__ import annotations
 
