@@ -17,6 +17,7 @@ BENCHES = {
     "trumans": "dwm_data.bench.trumans:main",
     "splat": "dwm_data.bench.splat:main",
     "ego": "dwm_data.bench.ego:main",
+    "caption": "dwm_data.bench.caption:main",
     "train": "dwm_model.bench:main",
 }
 
