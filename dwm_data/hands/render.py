@@ -86,7 +86,7 @@ SAMPLE_POSITIONS = ((0.375, 0.125), (0.875, 0.375), (0.125, 0.625), (0.625, 0.87
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint16)
 
 
-def _choose_gl_platform() -> None:
+def choose_gl_platform() -> None:
     """EGL renders headless on Mesa llvmpipe; OSMesa only when no libEGL is installed."""
     if "PYOPENGL_PLATFORM" not in os.environ:
         os.environ["PYOPENGL_PLATFORM"] = "egl" if ctypes.util.find_library("EGL") else "osmesa"
@@ -107,7 +107,7 @@ class MeshRenderer:
     """One offscreen GL context reused across clips (creating one costs ~100 ms)."""
 
     def __init__(self, width: int, height: int):
-        _choose_gl_platform()
+        choose_gl_platform()
         pyrender = require("pyrender", "hands")
         from OpenGL import GL
         from OpenGL.GL import shaders

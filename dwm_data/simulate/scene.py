@@ -137,9 +137,9 @@ def _mesh_renderer(width: int, height: int) -> Any:
     """One pyrender context per size for the whole process: deleting a pyrender renderer
     terminates the EGL display every context shares, the hand renderer's included."""
     from dwm_data.extras import require
-    from dwm_data.hands.render import _choose_gl_platform
+    from dwm_data.hands.render import choose_gl_platform
 
-    _choose_gl_platform()
+    choose_gl_platform()
     pyrender = require("pyrender", "hands")
     if (width, height) not in _MESH_RENDERERS:
         _MESH_RENDERERS[(width, height)] = pyrender.OffscreenRenderer(width, height)
