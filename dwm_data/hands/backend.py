@@ -1,8 +1,8 @@
 """Hand estimation backends behind one interface, and the one pipeline that runs them.
 
-Every backend starts from MediaPipe landmarks (boxes and sides, as DWM's fork does), the
-landmark track is cleaned up over time, and a backend may then refine it into meshes (HaMeR's
-network, or a MANO fit). Backends check their files when they are made, so a run with a missing
+Every backend starts from a detector's landmarks (MediaPipe's boxes and sides, as DWM's fork
+does, or HaMeR's own ViTPose hands for `hamer`), the landmark track is cleaned up over time, and
+a backend may then refine it into meshes (HaMeR's network, or a MANO fit). Backends check their files when they are made, so a run with a missing
 model fails at start with one line instead of failing every clip.
 """
 
@@ -12,28 +12,34 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
 from dwm_data.cameras import Intrinsics
+from dwm_data.errors import DwmDataError
 from dwm_data.hands.cleanup import CleanupReport, clean_track
 from dwm_data.hands.follow import follow_lost_hands
-from dwm_data.hands.landmarks import MediaPipeHands, lift_to_camera
+from dwm_data.hands.landmarks import Detection, MediaPipeHands, lift_to_camera
 from dwm_data.hands.track import HandTrack
 
 if TYPE_CHECKING:
     from dwm_data.hands.options import HandEstimationOptions
 
 BACKENDS = ("mediapipe", "hamer", "mano-fit")
+DETECTORS = ("mediapipe", "vitpose")
+
+
+class HandDetector(Protocol):
+    def detect(self, frames: np.ndarray) -> list[list[Detection]]: ...
 
 
 class HandBackend(ABC):
     name: ClassVar[str]
     has_meshes: ClassVar[bool]
 
-    def __init__(self) -> None:
-        self.detector = MediaPipeHands()
+    def __init__(self, detector: HandDetector | None = None) -> None:
+        self.detector = detector if detector is not None else MediaPipeHands()
 
     def camera(self, assumed: Intrinsics) -> Intrinsics:
         """The camera the track is expressed in (HaMeR brings its own)."""
@@ -61,11 +67,11 @@ class ManoFitBackend(HandBackend):
     name = "mano-fit"
     has_meshes = True
 
-    def __init__(self, mano_dir: Path | str | None):
+    def __init__(self, mano_dir: Path | str | None, detector: HandDetector | None = None):
         from dwm_data.hands.mano import ManoHands
 
         self.hands = ManoHands(mano_dir)  # fails here, at start, when the files are missing
-        super().__init__()
+        super().__init__(detector)
 
     @property
     def faces(self) -> tuple[np.ndarray, np.ndarray]:
@@ -82,12 +88,16 @@ class HamerBackend(HandBackend):
     has_meshes = True
 
     def __init__(
-        self, hamer_dir: Path | str | None, checkpoint: Path | str | None, device: str = "cpu"
+        self,
+        hamer_dir: Path | str | None,
+        checkpoint: Path | str | None,
+        device: str = "cpu",
+        detector: HandDetector | None = None,
     ):
         from dwm_data.hands.hamer import load_hamer
 
         self.network = load_hamer(hamer_dir, checkpoint, device)
-        super().__init__()
+        super().__init__(detector)
 
     def camera(self, assumed: Intrinsics) -> Intrinsics:
         return self.network.settings.intrinsics(assumed.width, assumed.height)
@@ -152,14 +162,16 @@ def make_backend(
     hamer_dir: Path | str | None = None,
     hamer_checkpoint: Path | str | None = None,
     device: str = "cpu",
+    detector: HandDetector | None = None,
 ) -> HandBackend:
+    """The backend `name` stands for, on `detector`'s hands (None: MediaPipe's)."""
     name = resolve_backend(name, mano_dir, hamer_dir, hamer_checkpoint)
     if name == "mediapipe":
-        return MediaPipeBackend()
+        return MediaPipeBackend(detector)
     if name == "mano-fit":
-        return ManoFitBackend(mano_dir)
+        return ManoFitBackend(mano_dir, detector)
     if name == "hamer":
-        return HamerBackend(hamer_dir, hamer_checkpoint, device)
+        return HamerBackend(hamer_dir, hamer_checkpoint, device, detector)
     raise ValueError(f"unknown hand backend '{name}' (known: auto, {', '.join(BACKENDS)})")
 
 
@@ -175,19 +187,49 @@ def check_estimation(options: HandEstimationOptions, command: str, *, detector: 
     the backend's files, the skeleton fallback said once, and MediaPipe when the source runs
     the detector on frames (not when every hand comes from `.hands.npz` files)."""
     name = chosen_backend(options)
+    check_detector_pair(options.hand_detector, name)
     check_backend(name, options.mano_dir, options.hamer_dir, options.hamer_checkpoint)
     if options.backend == "auto" and name == "mediapipe":
         logging.getLogger(__name__).warning(skeleton_warning(command))
-    if detector:
+    if detector and options.hand_detector == "vitpose":
+        from dwm_data.hands.vitpose import check_vitpose
+
+        check_vitpose(options.hamer_dir, options.vitpose, options.detector_dir)
+    elif detector:
         from dwm_data.extras import require
 
         require("mediapipe", "hands")
 
 
+def check_detector_pair(detector: str, backend: str) -> None:
+    """ViTPose gives hands in pixels only: the backends that need MediaPipe's metric landmarks
+    (a MANO fit, metric skeletons) cannot take them."""
+    if detector == "vitpose" and backend != "hamer":
+        raise DwmDataError(
+            f"--hand-detector vitpose gives 2D hand keypoints only (no metric 3D), which the "
+            f"'{backend}' hands need: use it with --hands hamer, or --hand-detector mediapipe"
+        )
+
+
+def detector_from(options: HandEstimationOptions) -> HandDetector | None:
+    """The detector `--hand-detector` names (None: the backend's MediaPipe)."""
+    if options.hand_detector == "mediapipe":
+        return None
+    from dwm_data.hands.vitpose import VitPoseHands
+
+    return VitPoseHands(options.hamer_dir, options.vitpose, options.detector_dir, options.device)
+
+
 def backend_from(options: HandEstimationOptions) -> HandBackend:
     opts = options
+    check_detector_pair(opts.hand_detector, chosen_backend(opts))
     return make_backend(
-        opts.backend, opts.mano_dir, opts.hamer_dir, opts.hamer_checkpoint, opts.device
+        opts.backend,
+        opts.mano_dir,
+        opts.hamer_dir,
+        opts.hamer_checkpoint,
+        opts.device,
+        detector_from(opts),
     )
 
 
@@ -198,10 +240,9 @@ class Estimate:
     cleanup: CleanupReport
 
 
-def landmark_track(
-    frames: np.ndarray, detector: MediaPipeHands, intrinsics: Intrinsics
-) -> HandTrack:
-    """MediaPipe's hands as a track: exact pixels, metric landmarks placed in the camera."""
+def landmark_track(frames: np.ndarray, detector: HandDetector, intrinsics: Intrinsics) -> HandTrack:
+    """A detector's hands as a track: exact pixels, MediaPipe's metric landmarks placed in the
+    camera (NaN for a detector without them)."""
     track = HandTrack.empty(len(frames))
     for index, detections in enumerate(detector.detect(frames)):
         for det in detections:

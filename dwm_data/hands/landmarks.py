@@ -37,12 +37,13 @@ PLACE_WEIGHT = 2.0
 @dataclass(frozen=True)
 class Detection:
     """One hand in one frame: side (0 left, 1 right), confidence, landmarks in pixels (21,2)
-    and MediaPipe's metric world landmarks (21,3, metres, hand-centred, camera-aligned axes)."""
+    and MediaPipe's metric world landmarks (21,3, metres, hand-centred, camera-aligned axes);
+    None from a detector without metric 3D (ViTPose), whose hands serve for their boxes."""
 
     side: int
     score: float
     pixels: np.ndarray
-    world: np.ndarray
+    world: np.ndarray | None = None
 
     @property
     def box(self) -> np.ndarray:
@@ -172,13 +173,18 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def lift_to_camera(world: np.ndarray, pixels: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
-    """Place MediaPipe's hand-centred metric landmarks in the camera frame (21,3).
+def lift_to_camera(
+    world: np.ndarray | None, pixels: np.ndarray, intrinsics: Intrinsics
+) -> np.ndarray:
+    """Place MediaPipe's hand-centred metric landmarks in the camera frame (21,3); NaN for a
+    hand without them (a 2D-only detector), which nothing may read as a metric hand.
 
     The world landmarks carry the hand's shape and size but not its position; the translation
     t that makes them project onto the detected pixels solves a linear least-squares problem:
     fx (X + tx) = (u - cx)(Z + tz), likewise for y.
     """
+    if world is None or not np.isfinite(world).all():
+        return np.full((len(pixels), 3), np.nan)
     u = (pixels[:, 0] - intrinsics.cx) / intrinsics.fx
     v = (pixels[:, 1] - intrinsics.cy) / intrinsics.fy
     ones, zeros = np.ones_like(u), np.zeros_like(u)

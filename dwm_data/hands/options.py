@@ -27,7 +27,22 @@ class HandEstimationOptions(BuilderOptions):
     hamer_checkpoint: Annotated[str | None, Cli(path=True)] = Field(
         None, description="HaMeR checkpoint (default: the one in _DATA/)."
     )
-    device: str = Field("cpu", description="Torch device for HaMeR.")
+    hand_detector: Literal["mediapipe", "vitpose"] = Field(
+        "mediapipe",
+        description="Where hands are found: mediapipe (DWM's fork), or vitpose (HaMeR's demo: "
+        "person boxes from --detector-dir, ViTPose whole-body hand keypoints; --hands hamer).",
+    )
+    vitpose: Annotated[str | None, Cli(path=True)] = Field(
+        None,
+        description="ViTPose whole-body weights for --hand-detector vitpose: HaMeR's "
+        "wholebody.pth or a transformers folder (default: the one in --hamer-dir's _DATA/).",
+    )
+    detector_dir: Annotated[str | None, Cli(path=True)] = Field(
+        None,
+        description="Person detector for --hand-detector vitpose: a transformers folder "
+        "(e.g. PekingU/rtdetr_r50vd).",
+    )
+    device: str = Field("cpu", description="Torch device for HaMeR and ViTPose.")
     hands_files: bool = Field(
         False, description="Take hand keypoints from <stem>.hands.npz, not MediaPipe."
     )

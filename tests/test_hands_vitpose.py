@@ -1,0 +1,371 @@
+"""HaMeR's own detection (person boxes, ViTPose whole-body hands) against its references: the
+mmpose-layout `wholebody.pth` converted into transformers' ViTPose gives the heatmaps of
+ViTPose's own ViT (HaMeR's copy of it, with mmpose's deconvolution head); keypoints are
+`VitPoseImageProcessor`'s; the hands are taken as HaMeR's demo takes them; missing files are one
+line at plan time; the `hamer` backend runs on these hands end to end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from hamer_release import HAMER_SOURCE, small_backbone, write_release
+
+from dwm_data.errors import DwmDataError, MissingAssetError
+from dwm_data.fixtures.vitpose import (
+    DEPTH,
+    WIDTH,
+    wholebody_state_dict,
+    write_person_detector,
+    write_wholebody,
+)
+from dwm_data.hands.backend import (
+    HamerBackend,
+    check_estimation,
+    estimate_hands,
+    landmark_track,
+)
+from dwm_data.hands.follow import follow_lost_hands
+from dwm_data.hands.landmarks import Detection
+from dwm_data.hands.options import HandEstimationOptions
+from dwm_data.hands.track import HandTrack
+from dwm_data.hands.vitpose import (
+    HOW_TO_GET_DETECTOR,
+    VitPoseHands,
+    best_per_side,
+    load_vitpose,
+    person_hands,
+    transformers_state_dict,
+    vitpose_config,
+    vitpose_path,
+)
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """(hamer_dir holding _DATA/vitpose_ckpts/vitpose+_huge/wholebody.pth, detector folder)."""
+    root = tmp_path_factory.mktemp("vitpose")
+    write_wholebody(root / "hamer")
+    return root / "hamer", write_person_detector(root / "rtdetr")
+
+
+@pytest.fixture(scope="module")
+def hands(files):
+    return VitPoseHands(files[0], None, files[1])
+
+
+def _frames(count: int, height: int = 120, width: int = 160) -> np.ndarray:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (count, height // 8, width // 8, 3), dtype=np.uint8)
+    return np.stack([cv2.resize(n, (width, height), interpolation=cv2.INTER_CUBIC) for n in noise])
+
+
+# --- the checkpoint: mmpose's layout into transformers' ViTPose ---------------------------------
+
+
+def _vitposes_own_network():
+    """ViTPose's architecture in mmpose's module names: its ViT (HaMeR's `ViT` is ViTPose's
+    backbone, imported from ../shared/third_party/hamer) and TopdownHeatmapSimpleHead's layers
+    (two 4x4 stride-2 deconvolutions without bias, BatchNorm, ReLU; a 1x1 final conv)."""
+    if not (HAMER_SOURCE / "hamer" / "__init__.py").is_file():
+        message = f"HaMeR source missing: {HAMER_SOURCE}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from torch import nn
+
+    from dwm_data.hands.hamer import import_hamer
+
+    import_hamer(HAMER_SOURCE)
+    from hamer.models.backbones.vit import ViT
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers = []
+            for channels in (WIDTH, 256):
+                layers += [
+                    nn.ConvTranspose2d(channels, 256, 4, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(256),
+                    nn.ReLU(inplace=True),
+                ]
+            self.deconv_layers = nn.Sequential(*layers)
+            self.final_layer = nn.Conv2d(256, 133, kernel_size=1)
+
+        def forward(self, x):
+            return self.final_layer(self.deconv_layers(x))
+
+    class TopDown(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = ViT(img_size=(256, 192), patch_size=16, embed_dim=WIDTH, depth=DEPTH,
+                                num_heads=12, ratio=1, mlp_ratio=4, qkv_bias=True)  # fmt: skip
+            self.keypoint_head = Head()
+
+        def forward(self, x):
+            return self.keypoint_head(self.backbone(x))
+
+    return TopDown().eval()
+
+
+def test_wholebody_converts_to_vitposes_own_heatmaps(files, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # ../shared stays as it is
+    theirs = _vitposes_own_network()
+    stored = torch.load(vitpose_path(files[0], None), weights_only=False)
+    assert set(stored) == {"meta", "state_dict"}
+    theirs.load_state_dict(stored["state_dict"], strict=True)  # the fixture's keys are mmpose's
+    ours = load_vitpose(vitpose_path(files[0], None))
+    loaded = ours.load_state_dict(transformers_state_dict(stored["state_dict"]), strict=False)
+    assert (loaded.missing_keys, loaded.unexpected_keys) == ([], [])
+    config = ours.config
+    assert (config.num_labels, config.use_simple_decoder) == (133, False)
+    assert config.backbone_config.num_attention_heads == 12
+    pixels = torch.randn(2, 3, 256, 192, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = theirs(pixels)
+        got = ours(pixels).heatmaps
+    assert got.shape == (2, 133, 64, 48)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_transformers_folder_loads_the_same(files, tmp_path):
+    ours = load_vitpose(vitpose_path(files[0], None))
+    ours.save_pretrained(tmp_path / "vitpose-wholebody")
+    again = load_vitpose(vitpose_path(None, tmp_path / "vitpose-wholebody"))
+    pixels = torch.randn(1, 3, 256, 192)
+    with torch.no_grad():
+        torch.testing.assert_close(again(pixels).heatmaps, ours(pixels).heatmaps)
+
+
+def test_checkpoints_that_are_not_the_wholebody_model_are_refused(tmp_path):
+    state = wholebody_state_dict()
+    moe = dict(state, **{"backbone.blocks.0.mlp.experts.5.weight": torch.zeros(96, WIDTH * 4)})
+    with pytest.raises(DwmDataError, match="model_split.py"):
+        vitpose_config(moe)
+    body = dict(state)
+    body["keypoint_head.final_layer.weight"] = body["keypoint_head.final_layer.weight"][:17]
+    body["keypoint_head.final_layer.bias"] = body["keypoint_head.final_layer.bias"][:17]
+    torch.save({"state_dict": body}, tmp_path / "coco.pth")
+    with pytest.raises(DwmDataError, match="17 keypoints, not the 133"):
+        load_vitpose(tmp_path / "coco.pth")
+
+
+# --- detection: boxes, crops and decoding as transformers', hands as HaMeR's demo ---------------
+
+
+def _processors_detections(detector: VitPoseHands, frame: np.ndarray) -> dict:
+    with torch.no_grad():
+        out = detector.detector(**detector.detector_processor(images=frame, return_tensors="pt"))
+    (result,) = detector.detector_processor.post_process_object_detection(
+        out, threshold=0.5, target_sizes=[frame.shape[:2]]
+    )
+    return result
+
+
+def test_people_are_the_detectors_person_boxes_over_half(files, hands, tmp_path):
+    """The processor's own detections over 0.5, of the class named "person" only."""
+    import json
+
+    frame = _frames(1)[0]
+    result = _processors_detections(hands, frame)
+    assert len(result["boxes"]) and (result["labels"] == 0).all()
+    np.testing.assert_allclose(hands.people(frame), result["boxes"].numpy(), rtol=1e-6)
+    folder = write_person_detector(tmp_path / "rtdetr")  # the same, its class 0 named "cup"
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"], config["label2id"] = {"0": "cup", "1": "person"}, {"cup": 0, "person": 1}
+    (folder / "config.json").write_text(json.dumps(config))
+    renamed = VitPoseHands(files[0], None, folder)
+    assert renamed.person == [1] and len(_processors_detections(renamed, frame)["boxes"])
+    assert renamed.people(frame).shape == (0, 4)
+
+
+def test_keypoints_are_vitpose_image_processors(hands):
+    """The crop and decoding are transformers' (mmpose's top-down affine and UDP/DARK), on the
+    box mmpose makes of the detector's corners: (x0, y0, x1 - x0 + 1, y1 - y0 + 1)."""
+    from transformers import VitPoseImageProcessorPil
+
+    frame = _frames(1)[0]
+    boxes = np.array([[20.0, 10.0, 90.0, 110.0], [70.5, 30.25, 150.0, 100.0]])
+    processor = VitPoseImageProcessorPil()
+    coco = [[[20.0, 10.0, 71.0, 101.0], [70.5, 30.25, 80.5, 70.75]]]
+    inputs = processor(images=frame, boxes=coco, return_tensors="pt")
+    assert inputs["pixel_values"].shape == (2, 3, 256, 192)
+    with torch.no_grad():
+        out = hands.pose(inputs["pixel_values"])
+    expected = processor.post_process_pose_estimation(out, boxes=coco)[0]
+    got = hands.wholebody(frame, boxes)
+    assert got.shape == (2, 133, 3)
+    for person, theirs in zip(got, expected, strict=True):
+        np.testing.assert_allclose(person[:, :2], theirs["keypoints"].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(person[:, 2], theirs["scores"].numpy(), rtol=1e-6)
+    assert hands.wholebody(frame, np.zeros((0, 4))).shape == (0, 133, 3)
+
+
+def _body(left_confident: int, right_confident: int, seed: int = 0) -> np.ndarray:
+    """133 whole-body keypoints: a confident body and face, hands with the given number of
+    keypoints over 0.5 (the rest at 0.3), the right hand 60 px right of the left."""
+    rng = np.random.default_rng(seed)
+    body = np.c_[rng.uniform(0, 200, (133, 2)), np.full(133, 0.9)]
+    for start, count, x in ((91, left_confident, 20.0), (112, right_confident, 80.0)):
+        body[start : start + 21, :2] = rng.uniform([x, 50], [x + 30, 90], (21, 2))
+        body[start : start + 21, 2] = 0.3
+        body[start : start + count, 2] = rng.uniform(0.6, 1.0, count)
+    return body
+
+
+def test_hands_are_the_whole_body_layouts_last_42_keypoints():
+    body = _body(21, 21)
+    left, right = person_hands(body)
+    assert (left.side, right.side) == (0, 1) and left.world is None
+    np.testing.assert_array_equal(left.pixels, body[-42:-21, :2])
+    np.testing.assert_array_equal(right.pixels, body[-21:, :2])
+    assert left.score == pytest.approx(body[-42:-21, 2].mean())
+
+
+def test_a_hand_needs_more_than_three_confident_keypoints():
+    assert [d.side for d in person_hands(_body(4, 3))] == [0]
+    assert [d.side for d in person_hands(_body(3, 4))] == [1]
+    assert person_hands(_body(3, 3)) == []
+    (left,) = person_hands(_body(4, 0))
+    confident = _body(4, 0)[91:95]
+    # the box HaMeR's demo makes: the extent of the confident keypoints only
+    np.testing.assert_allclose(
+        left.box, np.r_[confident[:, :2].min(0), confident[:, :2].max(0)], rtol=0, atol=0
+    )
+    assert left.score == pytest.approx(confident[:, 2].mean())
+
+
+def test_a_left_and_right_hand_on_the_same_hand_keep_the_better():
+    body = _body(21, 21)
+    body[-21:, :2] = body[-42:-21, :2] + 1.0  # ViTPose put both hands on one
+    body[-21:, 2] = 0.99
+    (kept,) = person_hands(body)
+    assert kept.side == 1
+
+
+def test_several_people_give_the_best_hand_per_side():
+    first = person_hands(_body(21, 5, seed=1))
+    second = person_hands(_body(21, 21, seed=2))
+    kept = best_per_side(first + second)
+    assert [d.side for d in kept] == [0, 1]
+    assert kept[1] is second[1]
+    assert kept[0].score == max(first[0].score, second[0].score)
+
+
+def test_a_2d_detectors_hands_are_tracked_and_followed_without_metric_3d(hands):
+    """No world landmarks: the camera keypoints stay NaN through the track and the flow."""
+    from dwm_data.cameras import Intrinsics
+
+    intrinsics = Intrinsics(150.0, 150.0, 79.5, 59.5, 160, 120)
+    frames = _frames(1)
+    frames = np.stack([frames[0], np.roll(frames[0], 3, axis=1)])
+    pixels = np.stack(np.meshgrid(np.linspace(60, 90, 7), np.linspace(40, 60, 3)), -1)
+
+    class Still:
+        def detect(self, clip):
+            return [[Detection(1, 0.9, pixels.reshape(-1, 2))], []]
+
+    track = landmark_track(frames, Still(), intrinsics)
+    assert track.valid[0, 1] and np.isnan(track.keypoints_cam[0, 1]).all()
+    assert follow_lost_hands(frames, track, intrinsics) == 1
+    np.testing.assert_allclose(
+        track.keypoints_px[1, 1], track.keypoints_px[0, 1] + [3, 0], atol=0.3
+    )
+    assert np.isnan(track.keypoints_cam[1, 1]).all()
+
+
+# --- plan time: missing files and pairs, one line each ------------------------------------------
+
+
+def _options(**fields) -> HandEstimationOptions:
+    return HandEstimationOptions(hand_detector="vitpose", **fields)
+
+
+def test_missing_files_are_one_line_each(files, tmp_path):
+    hamer_dir, detector = files
+    failures = {
+        "no --hamer-dir or --vitpose": lambda: vitpose_path(None, None),
+        "vitpose\\+_huge": lambda: vitpose_path(tmp_path, None),
+        "fetch_demo_data.sh": lambda: vitpose_path(None, tmp_path / "nothing.pth"),
+    }
+    for match, call in failures.items():
+        with pytest.raises(MissingAssetError, match=match) as error:
+            call()
+        assert "\n" not in str(error.value)
+    from dwm_data.hands.vitpose import check_vitpose
+
+    with pytest.raises(MissingAssetError, match="no --detector-dir.*PekingU/rtdetr_r50vd"):
+        check_vitpose(hamer_dir, None, None)
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    with pytest.raises(MissingAssetError, match="preprocessor_config.json") as error:
+        check_vitpose(hamer_dir, None, tmp_path / "half")
+    assert "\n" not in str(error.value) and HOW_TO_GET_DETECTOR in str(error.value)
+    check_vitpose(hamer_dir, None, detector)
+
+
+def test_plan_refuses_vitpose_without_hamer_in_one_line(files):
+    hamer_dir, detector = files
+    for backend in ("mano-fit", "mediapipe"):
+        options = _options(backend=backend, hamer_dir=str(hamer_dir), detector_dir=str(detector))
+        with pytest.raises(DwmDataError, match="2D hand keypoints only.*--hands hamer") as error:
+            check_estimation(options, "build-taste", detector=True)
+        assert "\n" not in str(error.value)
+
+
+# --- end to end: the hamer backend on ViTPose's hands -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    if not (HAMER_SOURCE / "hamer" / "__init__.py").is_file():
+        message = f"HaMeR source missing: {HAMER_SOURCE}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    for module in ("pytorch_lightning", "yacs", "einops", "skimage"):
+        pytest.importorskip(module)
+    from dwm_data.hands.hamer import import_hamer
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        patch.setattr(sys, "dont_write_bytecode", True)
+        import_hamer(HAMER_SOURCE)
+        import hamer.models.hamer
+
+        patch.setattr(hamer.models.hamer, "create_backbone", small_backbone)
+        yield HAMER_SOURCE, write_release(tmp_path_factory.mktemp("hamer"))
+
+
+@pytest.mark.slow
+def test_plan_checks_the_detector_files_with_hamer(release, files):
+    hamer = {"backend": "hamer", "hamer_dir": str(release[0]), "hamer_checkpoint": str(release[1])}
+    with pytest.raises(MissingAssetError, match="wholebody.pth.*fetch_demo_data.sh"):
+        check_estimation(_options(**hamer), "build-taste", detector=True)
+    hamer["vitpose"] = str(vitpose_path(files[0], None))
+    with pytest.raises(MissingAssetError, match="no --detector-dir"):
+        check_estimation(_options(**hamer), "build-taste", detector=True)
+    check_estimation(_options(**hamer, detector_dir=str(files[1])), "build-taste", detector=True)
+    check_estimation(_options(**hamer), "build-taste", detector=False)  # hands from files
+
+
+@pytest.mark.slow
+def test_estimate_hands_with_hamer_on_vitpose_hands(release, files, hands):
+    from dwm_data.cameras import Intrinsics
+
+    backend = HamerBackend(*release, detector=hands)
+    frames = _frames(3)
+    estimate = estimate_hands(backend, frames, Intrinsics(150.0, 150.0, 79.5, 59.5, 160, 120))
+    track: HandTrack = estimate.track
+    assert track.valid.any() and track.vertices is not None
+    assert np.isfinite(track.vertices[track.valid]).all()
+    assert np.isfinite(track.mano["hand_pose"][track.valid]).all()
+    assert estimate.intrinsics.fx == pytest.approx(5000 / 256 * 160)
