@@ -119,6 +119,20 @@ def encode(
     )
 
 
+def _image(path: Path):
+    """An image file as (H, W, 3) uint8 RGB; an unreadable one is one line."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from dwm_data.errors import DwmDataError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DwmDataError(f"{path}: not a readable image ({exc})") from exc
+
+
 def sample(
     weights: Annotated[
         Path, typer.Argument(help="A training run folder or one of its checkpoints.")
@@ -142,6 +156,14 @@ def sample(
         bool, typer.Option("--no-hand", help="Drop the hand condition (navigation only).")
     ] = False,
     no_prompt: Annotated[bool, typer.Option("--no-prompt", help="Drop the prompt.")] = False,
+    clip_image: Annotated[
+        Path | None,
+        typer.Option(
+            "--clip-image",
+            help="An image (.png, .jpg) for the CLIP image condition of a base that has one "
+            "(Wan InP; without it: zeroed CLIP features, as the official dwm mode).",
+        ),
+    ] = None,
     base_model: BaseOpt = None,
     recipe: RunRecipeOpt = None,
     set: SetOpt = None,
@@ -171,6 +193,7 @@ def sample(
         use_hand=not no_hand,
         use_prompt=not no_prompt,
         sampler=cfg.sampler,
+        clip_image=None if clip_image is None else _image(clip_image),
     )
     fps = resolved.video.rate
     write_video(out, video, fps)

@@ -391,12 +391,16 @@ class Wan:
         """The CLIP condition of one (H, W, 3) uint8 frame, [1, 257, 1280] for the release: as
         VideoX-Fun's CLIPModel, the frame in [-1, 1] resized bicubically to the encoder's square
         size, CLIP-normalised, the penultimate block's tokens."""
+        import numpy as np
         import torch
         from torch.nn.functional import interpolate
 
         encoder = self.image_encoder
         size = encoder.config.image_size
-        x = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
+        x = (
+            torch.as_tensor(np.array(image)).to(self.device).permute(2, 0, 1)[None].float() / 127.5
+            - 1
+        )
         x = interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
         mean, std = (torch.tensor(v, device=self.device).view(1, 3, 1, 1) for v in (CLIP_MEAN, CLIP_STD))  # fmt: skip
         with torch.no_grad():

@@ -217,6 +217,22 @@ def test_wan_trains_samples_and_evaluates_on_the_tiny_base(wan_cache, shard_dir,
     summary = evaluate([shard], model, load_recipe("tiny", metrics), tmp_path / "eval")
     assert summary["samples"] == 1 and summary["mean"]["psnr"] > 0
     assert (tmp_path / "eval" / "videos" / "syn-0030" / "seed-42.mp4").is_file()
+    # dwm-data sample with UniPC and a CLIP image; a file that is no image is one line
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    Image.new("RGB", (80, 60), (200, 40, 10)).save(tmp_path / "clip.png")
+    (tmp_path / "bad.png").write_text("not an image")
+    base = ["sample", tmp_path / "run", tmp_path / "s.mp4", "--shards", shards[0], "--key"]
+    base += ["syn-0000", "--steps", "2", "--set", "sample.sampler=unipc", "--clip-image"]
+    runner = CliRunner()
+    result = runner.invoke(app, [str(a) for a in [*base, tmp_path / "clip.png"]])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "s.mp4").is_file()
+    result = runner.invoke(app, [str(a) for a in [*base, tmp_path / "bad.png"]])
+    assert "not a readable image" in str(result.exception)  # main() prints it, exit 2
 
 
 def test_a_wan_folder_missing_a_part_is_named_in_one_line(wan_base, tmp_path):
