@@ -81,11 +81,25 @@ def demo(
         Path, typer.Option("--out", "-o", help="Folder for the demo's input, shards and previews.")
     ] = Path("demo-output"),
     recipe: Annotated[str, typer.Option("--recipe", "-r", help="Recipe for every stage.")] = "tiny",
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="The tiny base model trained at the end: cogvideox or wan (-r tiny-wan)."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run every builder on input the demo makes itself (no download), then preview and summarise."""
     from dwm_data.demo import run_demo
+    from dwm_data.errors import DwmDataError
+    from dwm_model.bench import RECIPES
 
+    if base is not None:
+        if base not in RECIPES:
+            raise DwmDataError(f"unknown base '{base}' (known: {', '.join(RECIPES)})")
+        if recipe != "tiny":
+            raise DwmDataError("--base picks the tiny recipe of a base; give it without --recipe")
+        recipe = RECIPES[base]
     ok = run_demo(out, recipe, console(), progress=not quiet)
     if not ok:
         raise typer.Exit(1)

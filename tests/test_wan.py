@@ -513,3 +513,22 @@ def test_tiny_wan_learns_from_imported_realworld_shards_and_resumes_exactly(
     shutil.rmtree(resumed_run / "checkpoints" / "step-000200")
     resumed = train(shards, resumed_run, recipe, resume=True, progress=False)
     assert resumed.losses == full.losses[100:]
+
+
+def test_demo_and_bench_take_the_wan_base_by_its_tiny_recipe(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from dwm_model.bench import RECIPES
+
+    assert RECIPES == {"cogvideox": "tiny", "wan": "tiny-wan"}
+    runner = CliRunner()
+    cases = {
+        ("bench", "io", "--base", "wan"): "--base applies to bench train only",
+        ("bench", "train", "--base", "sd3", "--quick"): "unknown base 'sd3'",
+        ("demo", "--base", "wan", "-r", "dwm", "-o", str(tmp_path)): "without --recipe",
+    }
+    for args, message in cases.items():
+        result = runner.invoke(app, list(args))
+        assert message in str(result.exception), args
+    assert not any(tmp_path.iterdir())  # refused before anything is written
