@@ -177,6 +177,7 @@ def test_people_are_the_detectors_person_boxes_over_half(files, hands, tmp_path)
     frame = _frames(1)[0]
     result = _processors_detections(hands, frame)
     assert len(result["boxes"]) and (result["labels"] == 0).all()
+    assert hands.name == "vitpose-wholebody+rt_detr"  # what a sample's json records
     np.testing.assert_allclose(hands.people(frame), result["boxes"].numpy(), rtol=1e-6)
     folder = write_person_detector(tmp_path / "rtdetr")  # the same, its class 0 named "cup"
     config = json.loads((folder / "config.json").read_text())

@@ -156,7 +156,7 @@ class EgoBuilder(Builder):
             "hands": {
                 "representation": "mesh" if self.backend.has_meshes else "skeleton",
                 "backend": self.backend_name,
-                "landmarks": "file" if self.options.hands_files else "mediapipe-0.10-legacy",
+                "landmarks": "file" if self.options.hands_files else self.backend.detector.name,
                 "frames_with_hands": int(estimate.track.valid.any(axis=1).sum()),
                 "cleanup": estimate.cleanup.as_dict(),
             },

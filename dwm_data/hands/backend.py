@@ -31,6 +31,8 @@ DETECTORS = ("mediapipe", "vitpose")
 
 
 class HandDetector(Protocol):
+    name: str  # recorded in a sample's json
+
     def detect(self, frames: np.ndarray) -> list[list[Detection]]: ...
 
 

@@ -61,6 +61,8 @@ class MediaPipeHands:
     backwards, so a hand first found late is followed back to where it entered. A wrong or
     lost hand is then the temporal clean-up's to drop (measured in docs/benchmarks.md)."""
 
+    name = "mediapipe-0.10-legacy"  # what a sample's json records as its landmarks
+
     def __init__(
         self,
         min_detection_confidence: float = 0.1,

@@ -221,14 +221,13 @@ class VitPoseHands:
         folder = detector_path(detector_dir)
         self.device = device
         self.pose = load_vitpose(weights, device)
-        # the PIL processor: transformers' torchvision one needs a torchvision this stack lacks
-        self.pose_processor = (
-            AutoImageProcessor.from_pretrained(weights, backend="pil")
-            if weights.is_dir()
-            else VitPoseImageProcessorPil()
-        )
+        # the PIL processor (transformers' torchvision one needs a torchvision this stack lacks),
+        # cropping to the model's input size
+        height, width = self.pose.config.backbone_config.image_size
+        self.pose_processor = VitPoseImageProcessorPil(size={"height": height, "width": width})
         self.detector = AutoModelForObjectDetection.from_pretrained(folder).to(device).eval()
         self.detector_processor = AutoImageProcessor.from_pretrained(folder, backend="pil")
+        self.name = f"vitpose-wholebody+{self.detector.config.model_type}"
         labels = self.detector.config.id2label
         self.person = [int(i) for i, name in labels.items() if str(name).lower() == "person"]
         if not self.person:

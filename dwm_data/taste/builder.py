@@ -241,7 +241,7 @@ class TasteBuilder(Builder):
             "hands": {
                 "representation": self.style(),
                 "backend": self.backend_name,
-                "landmarks": "file" if self.options.hands_files else "mediapipe-0.10-legacy",
+                "landmarks": "file" if self.options.hands_files else self.backend.detector.name,
                 "frames_with_hands": found,
                 "cleanup": estimate.cleanup.as_dict(),
             },
