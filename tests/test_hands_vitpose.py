@@ -33,9 +33,11 @@ from dwm_data.hands.landmarks import Detection
 from dwm_data.hands.options import HandEstimationOptions
 from dwm_data.hands.track import HandTrack
 from dwm_data.hands.vitpose import (
+    FLIP_PAIRS,
     HOW_TO_GET_DETECTOR,
     VitPoseHands,
     best_per_side,
+    flip_tested,
     load_vitpose,
     person_hands,
     transformers_state_dict,
@@ -199,8 +201,11 @@ def test_keypoints_are_vitpose_image_processors(hands):
     coco = [[[20.0, 10.0, 71.0, 101.0], [70.5, 30.25, 80.5, 70.75]]]
     inputs = processor(images=frame, boxes=coco, return_tensors="pt")
     assert inputs["pixel_values"].shape == (2, 3, 256, 192)
-    with torch.no_grad():
-        out = hands.pose(inputs["pixel_values"])
+    pixels = inputs["pixel_values"]
+    pairs = torch.tensor(FLIP_PAIRS)
+    with torch.no_grad():  # the flip test, as the conversion script of transformers runs it
+        out = hands.pose(pixels)
+        out.heatmaps = (out.heatmaps + hands.pose(pixels.flip(3), flip_pairs=pairs).heatmaps) / 2
     expected = processor.post_process_pose_estimation(out, boxes=coco)[0]
     got = hands.wholebody(frame, boxes)
     assert got.shape == (2, 133, 3)
@@ -208,6 +213,27 @@ def test_keypoints_are_vitpose_image_processors(hands):
         np.testing.assert_allclose(person[:, :2], theirs["keypoints"].numpy(), rtol=1e-6)
         np.testing.assert_allclose(person[:, 2], theirs["scores"].numpy(), rtol=1e-6)
     assert hands.wholebody(frame, np.zeros((0, 4))).shape == (0, 133, 3)
+
+
+def test_flip_pairs_are_coco_wholebodys():
+    flat = [i for pair in FLIP_PAIRS for i in pair]
+    assert len(flat) == len(set(flat)) and max(flat) == 132  # each keypoint in one pair at most
+    assert FLIP_PAIRS[:8] == [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
+    assert FLIP_PAIRS[-21:] == [(91 + i, 112 + i) for i in range(21)]  # left hand <-> right hand
+    alone = sorted(set(range(133)) - set(flat))  # nose; face: chin, nose ridge and tip, lip centres
+    assert alone == [0, 23 + 8, 23 + 27, 23 + 28, 23 + 29, 23 + 30, 23 + 33, 23 + 51, 23 + 57,
+                     23 + 62, 23 + 66]  # fmt: skip
+
+
+def test_the_flip_test_is_mirror_symmetric(hands):
+    """A mirrored crop gives the mirrored heatmaps with left and right swapped, exactly."""
+    pixels = torch.randn(1, 3, 256, 192, generator=torch.Generator().manual_seed(2))
+    heatmaps = flip_tested(hands.pose, pixels).heatmaps
+    mirrored = flip_tested(hands.pose, pixels.flip(3)).heatmaps
+    swap = list(range(133))
+    for a, b in FLIP_PAIRS:
+        swap[a], swap[b] = b, a
+    torch.testing.assert_close(mirrored, heatmaps[:, swap].flip(3), rtol=1e-5, atol=1e-6)
 
 
 def _body(left_confident: int, right_confident: int, seed: int = 0) -> np.ndarray:

@@ -11,7 +11,9 @@ mmcv has a wheel for this stack, so both run through transformers here:
   block's `mlp.fc2`, the other experts and heads dropped, so it is a plain ViT (no MoE keys) with
   the 133-keypoint deconvolution head. Crops and heatmap decoding are transformers'
   `VitPoseImageProcessor` (the top-down affine crop with mmpose's 1.25 padding, UDP/DARK
-  decoding), without the demo's flip test.
+  decoding: mmpose's unbiased variant, where the whole-body configuration itself crops with the
+  plain affine and decodes with the quarter-pixel shift, under a heatmap pixel apart), with the
+  configuration's flip test.
 - person boxes come from a transformers object detector folder (RT-DETR, e.g. a local copy of
   `PekingU/rtdetr_r50vd`, COCO-trained like ViTDet) at the demo's threshold 0.5 for "person":
   ViTDet needs detectron2, and transformers has no ViTDet detection head to load its weights into.
@@ -34,6 +36,26 @@ from dwm_data.hands.landmarks import Detection, box_iou
 WHOLEBODY = Path("_DATA") / "vitpose_ckpts" / "vitpose+_huge" / "wholebody.pth"
 WHOLEBODY_KEYPOINTS = 133  # COCO-WholeBody: body 17, feet 6, face 68, left hand 21, right hand 21
 HAND_SLICES = {0: slice(-42, -21), 1: slice(-21, None)}  # side -> keypoints, as HaMeR's demo
+
+
+def _face_pairs() -> list[tuple[int, int]]:
+    """Mirror pairs of the 68 face points (the 300-W layout, from 23 in the whole-body list):
+    jaw, brows, nostrils, eyes, outer and inner lips; the nose ridge and lip centres are alone."""
+    jaw = [(i, 16 - i) for i in range(8)]
+    brows = [(17 + i, 26 - i) for i in range(5)]
+    nose = [(31, 35), (32, 34)]
+    eyes = [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+    lips = [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]
+    return [(23 + a, 23 + b) for a, b in jaw + brows + nose + eyes + lips]
+
+
+# COCO-WholeBody's left/right pairs, for the flip test: body (COCO's), feet, face, hands.
+FLIP_PAIRS = (
+    [(1 + 2 * i, 2 + 2 * i) for i in range(8)]
+    + [(17, 20), (18, 21), (19, 22)]
+    + _face_pairs()
+    + [(91 + i, 112 + i) for i in range(21)]
+)
 PERSON_SCORE = 0.5  # demo.py: class 0 with score > 0.5
 KEYPOINT_SCORE = 0.5  # a keypoint counts when its confidence is over this
 MIN_CONFIDENT = 3  # a hand needs more confident keypoints than this
@@ -259,19 +281,32 @@ class VitPoseHands:
     def wholebody(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(N, 133, 3) keypoints (x, y, confidence) of the people in `boxes`, pixel centres at
         integers (ViTPose's unbiased coordinates, as `cameras.Intrinsics` counts)."""
-        import torch
 
         if len(boxes) == 0:
             return np.zeros((0, WHOLEBODY_KEYPOINTS, 3))
         # mmpose 0.x turns the detector's (x0, y0, x1, y1) into (x, y, x1 - x0 + 1, y1 - y0 + 1)
         coco = [[np.r_[b[:2], b[2:] - b[:2] + 1].tolist() for b in boxes]]
         inputs = self.pose_processor(images=frame, boxes=coco, return_tensors="pt")
-        with torch.no_grad():
-            out = self.pose(inputs["pixel_values"].to(self.device))
-        (people,) = self.pose_processor.post_process_pose_estimation(out, boxes=coco)
+        (people,) = self.pose_processor.post_process_pose_estimation(
+            flip_tested(self.pose, inputs["pixel_values"].to(self.device)), boxes=coco
+        )
         return np.stack(
             [np.c_[p["keypoints"].numpy(), p["scores"].numpy()] for p in people]
         ).astype(np.float64)
+
+
+def flip_tested(model: Any, pixels: Any) -> Any:
+    """ViTPose's output with the flip test its configurations ask for: the mean of the crop's
+    heatmaps and the mirrored crop's, mirrored back with left and right swapped (the unbiased
+    crop and decoding need no one-pixel shift of the mirrored heatmaps)."""
+    import torch
+    from transformers.models.vitpose.modeling_vitpose import VitPoseEstimatorOutput
+
+    with torch.no_grad():
+        heatmaps = model(pixels).heatmaps
+        pairs = torch.tensor(FLIP_PAIRS, device=pixels.device)
+        mirrored = model(pixels.flip(3), flip_pairs=pairs).heatmaps
+    return VitPoseEstimatorOutput(heatmaps=(heatmaps + mirrored) * 0.5)
 
 
 def person_hands(keypoints: np.ndarray) -> list[Detection]:
