@@ -17,7 +17,12 @@ from hamer_release import HAMER_SOURCE, small_backbone, write_release
 from dwm_data.errors import DwmDataError, MissingAssetError
 from dwm_data.fixtures.vitpose import (
     DEPTH,
+    PART_FEATURES,
+    TASKS,
+    WHOLEBODY_EXPERT,
     WIDTH,
+    multitask_state_dict,
+    split_wholebody,
     wholebody_state_dict,
     write_person_detector,
     write_wholebody,
@@ -138,6 +143,37 @@ def test_wholebody_converts_to_vitposes_own_heatmaps(files, monkeypatch):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_wholebody_pth_is_vitpose_plus_whole_body_expert(files):
+    """The split file against the multi-task checkpoint it comes from, run by transformers' own
+    mixture of experts (`num_experts`, `part_features`, `dataset_index` picking the task): the
+    whole-body expert and head give the same heatmaps as the plain model of the split file."""
+    from transformers import VitPoseForPoseEstimation
+
+    multitask = multitask_state_dict()
+    assert sum(".experts." in k for k in multitask) == 2 * DEPTH * len(TASKS)
+    assert not any(".experts." in k or "associate" in k for k in split_wholebody(multitask))
+    head = f"associate_keypoint_heads.{WHOLEBODY_EXPERT - 1}."
+    wholebody = {k: v for k, v in multitask.items() if k.startswith("backbone.")}
+    wholebody |= {
+        "keypoint_head." + k.removeprefix(head): v
+        for k, v in multitask.items()
+        if k.startswith(head)
+    }
+    config = vitpose_config(split_wholebody(multitask))
+    config.backbone_config.num_experts = len(TASKS)
+    config.backbone_config.part_features = PART_FEATURES
+    moe = VitPoseForPoseEstimation(config).eval()
+    moe.load_state_dict(transformers_state_dict(wholebody), strict=True)
+    plain = load_vitpose(vitpose_path(files[0], None))
+    pixels = torch.randn(2, 3, 256, 192, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = moe(pixels, dataset_index=torch.full((2,), WHOLEBODY_EXPERT)).heatmaps
+        other_task = moe(pixels, dataset_index=torch.zeros(2, dtype=torch.long)).heatmaps
+        got = plain(pixels).heatmaps
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(got, other_task, atol=1e-3)  # the expert matters
+
+
 def test_a_transformers_folder_loads_the_same(files, tmp_path):
     ours = load_vitpose(vitpose_path(files[0], None))
     ours.save_pretrained(tmp_path / "vitpose-wholebody")
@@ -149,9 +185,8 @@ def test_a_transformers_folder_loads_the_same(files, tmp_path):
 
 def test_checkpoints_that_are_not_the_wholebody_model_are_refused(tmp_path):
     state = wholebody_state_dict()
-    moe = dict(state, **{"backbone.blocks.0.mlp.experts.5.weight": torch.zeros(96, WIDTH * 4)})
     with pytest.raises(DwmDataError, match="model_split.py"):
-        vitpose_config(moe)
+        vitpose_config(multitask_state_dict())  # ViTPose+ before the split
     body = dict(state)
     body["keypoint_head.final_layer.weight"] = body["keypoint_head.final_layer.weight"][:17]
     body["keypoint_head.final_layer.bias"] = body["keypoint_head.final_layer.bias"][:17]
