@@ -193,6 +193,14 @@ def test_checkpoints_that_are_not_the_wholebody_model_are_refused(tmp_path):
     torch.save({"state_dict": body}, tmp_path / "coco.pth")
     with pytest.raises(DwmDataError, match="17 keypoints, not the 133"):
         load_vitpose(tmp_path / "coco.pth")
+    torn = {k: v for k, v in state.items() if k != "backbone.blocks.0.norm1.bias"}
+    torch.save({"state_dict": torn}, tmp_path / "torn.pth")
+    with pytest.raises(DwmDataError, match="not ViTPose in mmpose's layout.*layernorm_before") as e:
+        load_vitpose(tmp_path / "torn.pth")
+    assert "\n" not in str(e.value)
+    small = dict(state, **{"backbone.pos_embed": state["backbone.pos_embed"][:, :97]})
+    with pytest.raises(DwmDataError, match="96 patches"):
+        vitpose_config(small)
 
 
 # --- detection: boxes, crops and decoding as transformers', hands as HaMeR's demo ---------------

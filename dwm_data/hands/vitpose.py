@@ -130,6 +130,12 @@ def vitpose_config(original: dict[str, Any]) -> Any:
             "it with ViTPose's tools/model_split.py and pass its wholebody.pth (HaMeR ships it)"
         )
     hidden = original["backbone.pos_embed"].shape[-1]
+    patches = (IMAGE_SIZE[0] // 16) * (IMAGE_SIZE[1] // 16)
+    if original["backbone.pos_embed"].shape[1] != patches + 1:
+        raise DwmDataError(
+            f"a ViTPose for another input size ({original['backbone.pos_embed'].shape[1] - 1} "
+            f"patches, the whole-body configurations' 256x192 has {patches})"
+        )
     layers = 1 + max(
         int(m[1]) for k in original if (m := re.match(r"backbone\.blocks\.(\d+)\.", k))
     )
@@ -169,7 +175,11 @@ def load_vitpose(path: Path, device: str = "cpu") -> Any:
         stored = torch.load(path, map_location="cpu", weights_only=False)
         original = stored.get("state_dict", stored)
         model = VitPoseForPoseEstimation(vitpose_config(original))
-        model.load_state_dict(transformers_state_dict(original), strict=True)
+        try:
+            model.load_state_dict(transformers_state_dict(original), strict=True)
+        except RuntimeError as exc:  # torch lists every key: the first says enough
+            first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+            raise DwmDataError(f"{path}: not ViTPose in mmpose's layout ({first})") from exc
     if model.config.num_labels != WHOLEBODY_KEYPOINTS:
         raise DwmDataError(
             f"{path}: ViTPose with {model.config.num_labels} keypoints, not the "
