@@ -439,3 +439,30 @@ def test_estimate_hands_with_hamer_on_vitpose_hands(release, files, hands):
     assert np.isfinite(track.vertices[track.valid]).all()
     assert np.isfinite(track.mano["hand_pose"][track.valid]).all()
     assert estimate.intrinsics.fx == pytest.approx(5000 / 256 * 160)
+
+
+def _cli(*args: str):
+    import subprocess
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args], cwd=project, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize("command", ["build-taste", "build-ego"])
+def test_commands_refuse_vitpose_for_mano_fit_in_one_line(command, tmp_path):
+    """Through the command line: exit 2, one line, nothing written."""
+    from dwm_data.fixtures.mano import write_mano_models
+
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"")
+    mano = tmp_path / "mano"
+    write_mano_models(mano)
+    result = _cli(command, str(tmp_path / "clips"), str(tmp_path / "run"), "--hands", "mano-fit",
+                  "--mano-dir", str(mano), "--hand-detector", "vitpose", "-r", "tiny")  # fmt: skip
+    message = result.stderr.strip()
+    assert result.returncode == 2 and len(message.splitlines()) == 1, result.stderr
+    assert "--hand-detector vitpose gives 2D hand keypoints only" in message
+    assert not (tmp_path / "run").exists()
