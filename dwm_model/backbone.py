@@ -29,6 +29,7 @@ class Backbone(Protocol):
     lora_targets: tuple[str, ...]
     trainable_patterns: tuple[str, ...]  # regexes of the fully trained layers
     text_length: int
+    negative_prompt: str  # the unconditional branch's prompt of the official inference
 
     HOW_TO_GET: str  # the hint of the one-line error for a missing part
 

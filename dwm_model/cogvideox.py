@@ -20,6 +20,7 @@ class CogVideoX(Base):
     lora_targets = ("to_k", "to_q", "to_v", "to_out.0")
     trainable_patterns = ("patch_embed.proj",)
     text_length = 226  # T5 v1.1 XXL, max_length 226
+    negative_prompt = ""  # only the prompt changes between the guidance branches
     HOW_TO_GET = (
         "download alibaba-pai/CogVideoX-Fun-V1.1-5b-InP (diffusers layout) to that folder, "
         "or set train.base_model: tiny"

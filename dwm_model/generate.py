@@ -1,8 +1,10 @@
 """Sampling the world model: a static video, a hand video and a prompt in, the interaction out.
 
-DDIM (the base model's `CogVideoXDDIMScheduler`, v-prediction) with classifier-free guidance on
-the prompt only, and the conditions built as the official inference builds them (snuvclab/dwm
-`inference.py` and its pipeline): an all-zero mask video (every pixel known), the static video's
+The base's sampler (CogVideoX: its `CogVideoXDDIMScheduler`, v-prediction; Wan: flow-matching
+Euler) with classifier-free guidance on the prompt only (the unconditional branch gets the base's
+official negative prompt: none for CogVideoX, "bad detailed" for Wan), and the conditions built
+as the official inference builds them (snuvclab/dwm `inference.py` and its pipeline): an
+all-zero mask video (every pixel known), the static video's
 latent mean, a random sample of the hand video's latent distribution, both branches seeing the
 same conditions. Navigation only (no hand) encodes an all-black hand video: the model has seen
 frames without hands, never zeroed hand latents. Dropping the prompt samples unconditionally on
@@ -118,7 +120,7 @@ class WorldModel:
         hand_lat = self._encode(hand if use_hand else np.zeros_like(hand), generator)
         mask = base.inference_mask(static.shape, static_lat.shape)
         guided = use_prompt and guidance > 1.0
-        texts = ([""] if guided else []) + [prompt if use_prompt else ""]
+        texts = ([base.negative_prompt] if guided else []) + [prompt if use_prompt else ""]
         embeds = base.encode_prompts(texts, self.text_length)
         branches = len(texts)
         static_lat, hand_lat, mask = (

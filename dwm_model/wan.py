@@ -243,6 +243,7 @@ class Wan:
     lora_targets = LORA_TARGETS
     trainable_patterns = ("patch_embedding",)
     text_length = 512
+    negative_prompt = "bad detailed"  # training/wan/inference.py --negative_prompt default
     HOW_TO_GET = (
         "download alibaba-pai/Wan2.1-Fun-V1.1-14B-InP or -1.3B-InP (as released) to that "
         "folder, or set train.base_model: tiny-wan"

@@ -394,6 +394,8 @@ def test_wan_world_model_samples_with_unipc_and_a_clip_image(wan_base):
     from dwm_model.generate import WorldModel
 
     model = WorldModel(wan_base)
+    prompts, encode = [], model.base.encode_prompts
+    model.base.encode_prompts = lambda texts, length: prompts.append(texts) or encode(texts, length)
     rng = np.random.default_rng(1)
     static, hand = (rng.integers(0, 256, (FRAMES, HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in "ab")
     plain = model.generate(static, hand, "push", steps=2, seed=7, sampler="unipc")
@@ -401,6 +403,7 @@ def test_wan_world_model_samples_with_unipc_and_a_clip_image(wan_base):
         static, hand, "push", steps=2, seed=7, sampler="unipc", clip_image=static[0]
     )
     assert plain.shape == with_image.shape == static.shape
+    assert prompts[0] == ["bad detailed", "push"]  # the official Wan negative prompt
     assert not np.array_equal(plain, with_image)
 
 
