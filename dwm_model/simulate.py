@@ -127,6 +127,7 @@ def generate(model, conditions: Conditions, prompt: str, settings: SampleConfig)
         steps=settings.steps,
         guidance=settings.guidance,
         seed=settings.seed,
+        sampler=settings.sampler,
     )
 
 
