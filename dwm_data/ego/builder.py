@@ -33,6 +33,7 @@ from dwm_data.hands.backend import (
     backend_from,
     check_estimation,
     chosen_backend,
+    clean_and_follow,
     estimate_hands,
     landmark_track,
 )
@@ -176,7 +177,8 @@ class EgoBuilder(Builder):
         self, path: Path, picks: list[int], src_w: int, src_h: int, width: int, height: int
     ) -> HandTrack:
         """Hands in every resampled frame, in working pixels: from `<stem>.hands.npz` (source
-        frames and pixels) or the backend's detector."""
+        frames and pixels), or the backend's detector cleaned up and followed where it lost
+        them (a hand the masks miss is learnt into the static scene)."""
         if self.options.hands_files:
             file = path.with_suffix(HANDS_FILE_SUFFIX)
             if not file.is_file():
@@ -190,7 +192,8 @@ class EgoBuilder(Builder):
             return track.select(picks).rescaled(width / src_w, height / src_h)
         frames = read_frames(path, picks, width, height)
         assumed = Intrinsics.from_fov(width, height, self.knobs.hfov_deg)
-        return landmark_track(frames, self.backend.detector, assumed)
+        found = landmark_track(frames, self.backend.detector, assumed)
+        return clean_and_follow(frames, found, assumed, self.knobs.max_gap)[0]
 
     def _cameras(
         self,

@@ -271,8 +271,22 @@ def estimate_hands(
         follow = landmarks is None
     if landmarks is None:
         landmarks = landmark_track(frames, backend.detector, assumed)
-    landmarks, report = clean_track(landmarks, max_gap=max_gap)
-    if follow:
-        report = replace(report, followed=follow_lost_hands(frames, landmarks, assumed))
+    landmarks, report = clean_and_follow(frames, landmarks, assumed, max_gap, follow)
     intrinsics = backend.camera(assumed)
     return Estimate(backend.refine(frames, landmarks, intrinsics), intrinsics, report)
+
+
+def clean_and_follow(
+    frames: np.ndarray,
+    landmarks: HandTrack,
+    intrinsics: Intrinsics,
+    max_gap: int = 2,
+    follow: bool = True,
+) -> tuple[HandTrack, CleanupReport]:
+    """A landmark track cleaned up over time and, with `follow`, its lost hands followed by
+    optical flow: where the hands are, before any backend refines them (also what build-ego
+    masks out of its cameras and its static scene)."""
+    track, report = clean_track(landmarks, max_gap=max_gap)
+    if follow:
+        report = replace(report, followed=follow_lost_hands(frames, track, intrinsics))
+    return track, report
