@@ -37,9 +37,12 @@ class CogVideoX(Base):
 
     @staticmethod
     def identity(folder: Path) -> bytes:
-        """The configs of the VAE, text encoder and tokenizer."""
+        """The configs of the VAE, text encoder and tokenizer, and the tokenizer's vocabulary
+        (the release's ids come from `spiece.model`, under 1 MB)."""
         parts = ("vae", "text_encoder", "tokenizer")
-        return b"".join(p.read_bytes() for part in parts for p in sorted((folder / part).glob("*.json")))  # fmt: skip
+        configs = [p for part in parts for p in sorted((folder / part).glob("*.json"))]
+        vocabulary = sorted((folder / "tokenizer").glob("*.model"))
+        return b"".join(p.read_bytes() for p in configs + vocabulary)
 
     def world_transformer(self, condition_channels: int):
         return m.load_world_model(self, condition_channels)

@@ -255,6 +255,11 @@ def test_latent_cache_is_written_once_and_used_by_training(shard_dir, model_cach
     cache = cached_shards(shards_of(folder), fingerprint)
     assert cache == [folder / "latents" / p.name for p in shards_of(folder)]
     assert cached_shards(shards_of(folder), {**fingerprint, "frames": 13}) is None
+    # another vocabulary gives other prompt embeddings: the cache is not theirs
+    other = tmp_path / "other-base"
+    shutil.copytree(model_cache, other)
+    (other / "tokenizer" / "spiece.model").write_bytes(b"another vocabulary")
+    assert cache_fingerprint(other, FRAMES, WIDTH, HEIGHT, 32) != fingerprint
 
     import webdataset as wds
 
