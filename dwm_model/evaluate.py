@@ -63,14 +63,17 @@ def evaluate(
         key, prompt = batch["key"][0], batch["prompt"][0]
         static, hand, truth = (to_frames(batch[name][0]) for name in ("static", "hand", "video"))
         runs = []
-        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+        first = cfg.seed + len(
+            per_sample
+        )  # the official batch inference seeds clip i with seed + i
+        for seed in range(first, first + cfg.seeds):
             generated = model.generate(
                 static, hand, prompt, cfg.steps, cfg.guidance, seed, sampler=cfg.sampler
             )
             path = out / "videos" / key / f"seed-{seed}.mp4"
             write_video(path, generated, video.rate)
             runs.append({"seed": seed, **scorer(decode(path), truth)})
-            if seed == cfg.seed:
+            if seed == first:
                 side = preview(static, hand, generated, truth)
                 write_video(out / "previews" / f"{key}.mp4", side, video.rate)
         per_sample[key] = {
