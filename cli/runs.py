@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -118,6 +119,7 @@ def bench(
     from rich.table import Table
 
     from dwm_data.errors import DwmDataError
+    from dwm_data.output import output_to
 
     if topic not in BENCHES:
         raise DwmDataError(f"unknown benchmark '{topic}' (known: {', '.join(BENCHES)})")
@@ -125,8 +127,12 @@ def bench(
         raise DwmDataError("--base applies to bench train only")
     module, _, name = BENCHES[topic].partition(":")
     options = {"quick": quick} | ({"base": base} if base else {})
+    # Blender, pycolmap, TFLite and absl print from C; their lines go to a log, the table here
+    log = Path(tempfile.gettempdir()) / f"dwm-bench-{topic}.log"
+    console().print(f"bench {topic}: third-party output goes to {log}")
     try:
-        rows = getattr(importlib.import_module(module), name)(**options)
+        with output_to(log):
+            rows = getattr(importlib.import_module(module), name)(**options)
     except ModuleNotFoundError as exc:
         raise DwmDataError(f"benchmark '{topic}' is not available in this install ({exc})") from exc
     table = Table(
