@@ -10,10 +10,12 @@ Plain `webdataset.WebDataset(...)` reads the tars; our reader adds validation.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import json
 import os
+import shutil
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +37,24 @@ def write_json_atomic(path: Path, data: object) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def written_whole(out: Path) -> Iterator[Path]:
+    """A fresh sibling folder to write a result into, renamed to `out` (replacing an earlier
+    one) when the block ends, removed when it raises: a failure leaves no half-written result
+    and keeps the earlier one."""
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        if out.exists():
+            shutil.rmtree(out)
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 @dataclass

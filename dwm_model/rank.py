@@ -13,8 +13,6 @@ frames in rank order) and one simulate result per candidate and seed under `cand
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 
 from dwm_data.errors import DwmDataError, MissingAssetError
 from dwm_data.recipe import Recipe
+from dwm_data.store import written_whole
 from dwm_model.config import SampleConfig
 from dwm_model.simulate import MotionSpec, SceneSpec, Simulator, generate, result_record
 
@@ -143,11 +142,8 @@ def rank(
     simulator = Simulator(scene, recipe)
     conditions = [simulator.conditions(c) for c in candidates]  # every motion checked first
     names = _names(candidates)
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     rows, last_frames = [], []
-    try:
+    with written_whole(out) as partial:
         for index, (name, cond) in enumerate(zip(names, conditions, strict=True)):
             scores, first = [], None
             for offset in range(seeds):
@@ -188,12 +184,6 @@ def rank(
         (partial / "rank.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
         (partial / "rank.md").write_text(_markdown(ranked, goal))
         _contact_sheet([last_frames[i] for i in order], ranked, goal, partial / "contact.png")
-        if out.exists():
-            shutil.rmtree(out)
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return ranked
 
 

@@ -10,8 +10,6 @@ nothing half written, and holds the triplet's members as a sample does.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +21,7 @@ from dwm_data.errors import DwmDataError
 from dwm_data.simulate.motion import Motion
 from dwm_data.simulate.paths import CameraPath, write_nerfstudio
 from dwm_data.simulate.scene import Scene, to_scene_frame
+from dwm_data.store import written_whole
 
 RESULT_MARK = "simulate.json"  # a folder holding it is a result `--overwrite` may replace
 
@@ -84,10 +83,7 @@ def write_result(
 
     check_result_folder(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    try:
+    with written_whole(out) as partial:
         for name, frames in videos.items():
             (partial / f"{name}.mp4").write_bytes(encode(frames, fps, codecs[name]))
         side = np.concatenate(list(videos.values()), axis=2)
@@ -102,10 +98,4 @@ def write_result(
         if conditions.motion is not None:
             (partial / "hands.npz").write_bytes(conditions.motion.track.to_npz())
         (partial / RESULT_MARK).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return sorted(p.name for p in out.iterdir())
