@@ -120,24 +120,45 @@ def assert_complete(out: Path) -> None:
     assert json.loads((out / "dataset.json").read_text())["totals"]["samples"] == UNITS
 
 
+def last_units(out: Path) -> set[str]:
+    """The unit each task ends with, from the frozen plan."""
+    plan = json.loads((out / "plan.json").read_text())
+    return {units[-1]["id"] for units in plan["tasks"]}
+
+
+def ends_a_task(out: Path, last: set[str]) -> bool:
+    """Whether a worker is on its task's last unit, the only one whose end closes a shard here."""
+    for path in (out / "running").glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text())["unit"] in last:
+                return True
+    return False
+
+
 @pytest.mark.slow
 def test_twenty_sigkills_of_the_whole_run_condemn_no_unit(tmp_path):
     source = real_clips_folder(tmp_path / "clips")
     out = tmp_path / "run"
-    # Each kill lands at a random point while units are in flight, too soon for a task to close a
-    # shard (3 real units), so the run cannot finish between kills however fast the machine.
+    # Shards larger than a task, so no work is kept until a task ends; each kill lands at a
+    # random point while units are in flight, and at the latest when a task reaches its last
+    # unit (polled far faster than a unit runs), so the run cannot finish between kills.
+    flags = ["--workers", "2", "--set", "shards.maxcount=100"]
     delays = random.Random(18).sample([x / 100 for x in range(0, 80)], 20)
     for delay in delays:
         started = time.time()
-        driver = start(source, out, "--workers", "2")
+        driver = start(source, out, *flags)
         assert wait_for(lambda s=started: in_flight_since(out, s)), finish(driver)
-        time.sleep(delay)
+        last = last_units(out)
+        deadline = time.time() + delay
+        while time.time() < deadline and not ends_a_task(out, last):
+            time.sleep(0.002)
         os.killpg(driver.pid, signal.SIGKILL)  # the driver; its workers die with it
         driver.wait()
+        assert not list((out / "manifests").glob("*.json")), "a task ended between kills"
     assert wait_for(lambda: run_status(out).state == "stopped", 20)  # no orphan runs on
     status = run_status(out)
     assert status.failed == 0 and not status.running
-    code, output = finish(start(source, out, "--workers", "2"))
+    code, output = finish(start(source, out, *flags))
     logs = [log.read_text() for log in (out / "logs").glob("*.log")]
     forgiven = sum(log.count("the run stopped while it was in flight") for log in logs)
     # far more deaths in flight than a unit is allowed (run.restarts: 3), and none charged
