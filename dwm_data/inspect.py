@@ -36,7 +36,7 @@ def inspect_shards(spec: str | Path) -> dict[str, Any]:
                 f"{info.frames} frames {info.width}x{info.height} @ {float(info.fps):g} fps"
             ] += 1
             pix_fmts["/".join(sample.infos[n].pix_fmt for n in ("video", "static", "hand"))] += 1
-            extras.update(name for name in ("camera.npy", "hands.npz") if name in members)
+            extras.update(n for n in ("camera.npy", "hands.npz", "points.mp4") if n in members)
             if sample.prompt.strip():
                 prompts.append(sample.prompt.strip())
             else:

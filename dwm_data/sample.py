@@ -21,6 +21,9 @@ from dwm_data.errors import SampleError
 from dwm_data.video import Codec, VideoInfo, encode_with_info, probe, x264_options
 
 VIDEO_KEYS = ("video", "static", "hand")
+# Videos a sample may hold beside the triplet, aligned with it, and the recipe codec each is
+# encoded with: `points` is the static scene drawn from a point cloud (build-ego --depth).
+OPTIONAL_VIDEOS = {"points": "static"}
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_@+\-]*$")
 HAND_SIDES = ("left", "right")
 # The official hand colours (RGB in 0..1); the released checkpoint was trained on them.
@@ -48,6 +51,7 @@ class Sample:
     meta: dict[str, Any]
     camera: np.ndarray | None = None
     hands: bytes | None = None
+    points: bytes | None = None
     infos: dict[str, VideoInfo] = field(default_factory=dict, repr=False, compare=False)
 
     def validate(self) -> VideoInfo:
@@ -61,10 +65,11 @@ class Sample:
             raise SampleError(
                 f"{self.key}: schema_version {self.meta['schema_version']}, this tool reads {SCHEMA_VERSION}"
             )
-        if not self.infos:
-            self.infos = {name: probe(getattr(self, name)) for name in VIDEO_KEYS}
+        for name in self.video_names:
+            if name not in self.infos:
+                self.infos[name] = probe(getattr(self, name))
         ref = self.infos["video"]
-        for name in ("static", "hand"):
+        for name in self.video_names[1:]:
             info = self.infos[name]
             for attr in ("frames", "width", "height", "fps"):
                 if getattr(info, attr) != getattr(ref, attr):
@@ -86,6 +91,11 @@ class Sample:
                 )
         return ref
 
+    @property
+    def video_names(self) -> tuple[str, ...]:
+        """The videos this sample holds: the triplet, then the optional ones it has."""
+        return VIDEO_KEYS + tuple(n for n in OPTIONAL_VIDEOS if getattr(self, n) is not None)
+
     def to_wds(self) -> dict[str, bytes | str]:
         """The tar members, named by the schema; bytes so any WebDataset reader can take them."""
         out: dict[str, bytes | str] = {
@@ -100,6 +110,9 @@ class Sample:
             out["camera.npy"] = _npy_bytes(self.camera.astype(np.float32))
         if self.hands is not None:
             out["hands.npz"] = self.hands
+        for name in OPTIONAL_VIDEOS:
+            if getattr(self, name) is not None:
+                out[f"{name}.mp4"] = getattr(self, name)
         return out
 
     @classmethod
@@ -119,6 +132,7 @@ class Sample:
             meta=json.loads(_text(members["json"])),
             camera=np.load(io.BytesIO(camera)) if camera is not None else None,
             hands=members.get("hands.npz"),
+            **{name: members.get(f"{name}.mp4") for name in OPTIONAL_VIDEOS},
         )
 
     @property
@@ -139,14 +153,19 @@ def make_sample(
 ) -> Sample:
     """Encode the three frame stacks (or take already encoded ones) and fill the shared metadata.
 
+    `frames` (or `encoded`) may also hold the optional videos (`OPTIONAL_VIDEOS`), encoded with
+    the codec of the triplet's video they stand beside.
+
     `meta` carries what only the builder knows (source ids, source frames, intrinsics, hand
     backend, licence); frame count, size, fps, codecs, schema and tool version are added here.
     `encoded` holds videos stored byte for byte (import of files that already match the recipe).
     """
     encoded = dict(encoded or {})
     stored = set(encoded)
+    names = [*VIDEO_KEYS, *(n for n in OPTIONAL_VIDEOS if n in frames or n in encoded)]
+    codecs = {**{n: codecs[OPTIONAL_VIDEOS[n]] for n in names if n not in codecs}, **codecs}
     infos = {}
-    for name in VIDEO_KEYS:
+    for name in names:
         if name in encoded:
             infos[name] = probe(encoded[name])
         else:
@@ -165,7 +184,7 @@ def make_sample(
         "codecs": {
             name: {"codec": sample.infos[name].codec, "pix_fmt": sample.infos[name].pix_fmt}
             | (_stored_settings(encoded[name]) if name in stored else codecs[name].settings())
-            for name in VIDEO_KEYS
+            for name in names
         },
     }
     sample.validate()

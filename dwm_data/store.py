@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dwm_data.errors import DwmDataError, SampleError
-from dwm_data.sample import VIDEO_KEYS, Sample
+from dwm_data.sample import Sample
 
 TMP_SUFFIX = ".tmp"
 
@@ -227,11 +227,12 @@ def read_samples(
 def read_decoded(
     spec: str | Path | Iterable[str | Path],
 ) -> Iterator[tuple[Sample, dict[str, np.ndarray]]]:
-    """Yield samples with their three videos decoded, checking their alignment on the pixels."""
+    """Yield samples with their videos decoded (the three, and the optional ones a sample has),
+    checking their alignment on the pixels."""
     from dwm_data.video import decode
 
     for sample in read_samples(spec, validate=False):
-        frames = {name: decode(getattr(sample, name)) for name in VIDEO_KEYS}
+        frames = {name: decode(getattr(sample, name)) for name in sample.video_names}
         shapes = {name: f.shape for name, f in frames.items()}
         if len(set(shapes.values())) != 1:
             raise SampleError(f"{sample.key}: videos differ in shape {shapes}")

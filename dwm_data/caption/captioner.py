@@ -154,6 +154,7 @@ def relabel(sample: Sample, prompt: str, record: dict[str, Any]) -> Sample:
         meta,
         camera=sample.camera,
         hands=sample.hands,
+        points=sample.points,
     )
     out.infos = sample.infos
     return out

@@ -5,11 +5,13 @@ where hands act, mask the actor (hands, forearms), recover the clip's cameras by
 motion on its own frames (or take the user's `--poses`), fit a splat of the scene to the frames
 before the first hand (all frames when too few), with the actor and moving objects masked out,
 and render it along the cameras as the static video, and estimate and render the hands in the
-recovered camera. The reconstruction and the splat are cached in the unit's scratch folder, so
-a killed unit does not redo them. A video whose camera does not move gets one frame as its
-static video, the last before the first hand when there is one (marked in json); every other
-failure (too short, corrupt, too dark for features, a partial reconstruction) is a recorded
-failure with its reason.
+recovered camera; with `--depth`, the user's depth maps are fitted to the reconstruction, lifted
+to a point cloud and drawn along the cameras as `points.mp4` too (`dwm_data.ego.points`). The
+reconstruction and the splat are cached in the unit's scratch folder, so a killed unit does not
+redo them. A video whose camera does not move gets one frame as its static video, the last
+before the first hand when there is one (marked in json); every other failure (too short,
+corrupt, too dark for features, a partial reconstruction, depth maps missing or not fitting the
+reconstruction) is a recorded failure with its reason.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ class EgoBuilder(Builder):
         source = Path(opts.source)
         if not source.exists():
             raise DwmDataError(f"build-ego: {source} does not exist")
-        if opts.poses is not None and not Path(opts.poses).is_dir():
-            raise DwmDataError(f"build-ego: --poses {opts.poses} is not a folder")
+        for flag, folder in (("--poses", opts.poses), ("--depth", opts.depth)):
+            if folder is not None and not Path(folder).is_dir():
+                raise DwmDataError(f"build-ego: {flag} {folder} is not a folder")
         if opts.poses is None:
             require("pycolmap", "ego")
         # the detector always runs: it looks for the actor in the static video
@@ -115,6 +118,9 @@ class EgoBuilder(Builder):
         dx, dy = _offset(scaled_w, video.width), _offset(scaled_h, video.height)
         out_frames = read_frames(path, source_frames, video.width, video.height, video.resize)
         content = cameras.intrinsics.scaled(scaled_w, scaled_h)
+        points, points_meta = self._points(
+            path, source_frames, frames, keep, cameras, moving, content, ctx
+        )
         if moving:
             ctx.heartbeat("fitting the static scene")
             static, static_meta = self._static(unit, frames, keep, cameras, content, ctx)
@@ -132,6 +138,8 @@ class EgoBuilder(Builder):
             any_camera = Intrinsics.from_fov(video.width, video.height, knobs.hfov_deg)
             seen = landmark_track(static, self.backend.detector, any_camera)
             static_meta["frames_with_hands"] = int(seen.valid.any(axis=1).sum())
+        if points_meta is not None:
+            static_meta["points"] = points_meta
         hand_video = self._hand_video(estimate, scaled_w, scaled_h, video.width, video.height)
         track = estimate.track.rescaled(scaled_w / work_w, scaled_h / work_h, dx, dy)
         intrinsics = Intrinsics(
@@ -164,7 +172,8 @@ class EgoBuilder(Builder):
         }
         yield make_sample(
             make_key("ego", *unit.id.split("/")),
-            {"video": out_frames, "static": static, "hand": hand_video},
+            {"video": out_frames, "static": static, "hand": hand_video}
+            | ({} if points is None else {"points": points}),
             video.rate,
             self.recipe.codecs.to_codecs("aria"),
             prompt,
@@ -281,6 +290,40 @@ class EgoBuilder(Builder):
             save_ply(scene.params, target / name)
             report["ply"] = name
         return static, report
+
+    def _points(
+        self,
+        path: Path,
+        source_frames: list[int],
+        frames: np.ndarray,
+        keep: np.ndarray,
+        cameras: Cameras,
+        moving: bool,
+        content: Intrinsics,
+        ctx: UnitContext,
+    ) -> tuple[np.ndarray | None, dict | None]:
+        """The point-cloud static video (`--depth`) at the recipe size, placed on the canvas as
+        the video is, and its provenance; drawn before the splat is fitted, so a bad depth file
+        fails the unit in seconds. A still camera has no cameras to lift the depth with."""
+        if self.options.depth is None:
+            return None, None
+        if not moving:
+            return None, {"skipped": "no camera motion: no cameras to lift the depth with"}
+        from dwm_data.ego.points import points_video
+
+        ctx.heartbeat("lifting the depth maps to a point cloud")
+        drawn, report = points_video(
+            Path(self.options.depth),
+            path.stem,
+            source_frames,
+            frames,
+            keep,
+            cameras,
+            content,
+            self.knobs,
+        )
+        video = self.recipe.video
+        return np.stack([place(f, video.width, video.height) for f in drawn]), report
 
     def _hand_video(
         self, estimate: Estimate, scaled_w: int, scaled_h: int, width: int, height: int

@@ -69,6 +69,14 @@ class EgoSection(BaseModel):
     heldout_every: int = Field(6, gt=0)  # every n-th training frame is held out to score it
     render_width: int = Field(640, gt=0)  # the static video is rendered at most this wide
     max_points: int = Field(50_000, gt=0)
+    # The point-cloud static video (`--depth`): every n-th pixel of at most points_frames of
+    # the frames the splat learns from is lifted; each point is drawn as a square covering its
+    # pixels at its depth (points_radius_px=0) or as a (2r+1)-pixel square; a map whose median
+    # relative residual against the SfM points exceeds points_max_residual is not lifted.
+    points_stride: int = Field(4, gt=0)
+    points_frames: int = Field(8, gt=0)
+    points_radius_px: int = Field(0, ge=0)
+    points_max_residual: float = Field(0.3, gt=0)
     splat: SplatConfig = SplatConfig(steps=1500, refine_start=300, max_gaussians=60_000)
 
 
@@ -82,6 +90,15 @@ class EgoOptions(HandEstimationOptions):
         description="A folder of your own cameras instead of structure from motion: per video "
         "<stem>.poses.npz (cam_to_world (N,4,4) OpenCV per source frame, K (3,3), width, height) "
         "or a COLMAP model <stem>/ (cameras, images; image names numbered by source frame).",
+    )
+    depth: Annotated[str | None, Cli(path=True)] = Field(
+        None,
+        description="A folder of your depth model's output, for a point-cloud render of the "
+        "static scene (points.mp4, EgoSim's static condition): per video <stem>.depth.npz with "
+        "'depth' (N,H,W; any unit; 0/NaN/inf unknown) or 'disparity' (inverse depth, as Depth "
+        "Anything and MiDaS give), optional 'frames' (N,) source frame per map (default every "
+        "frame); any size of the video's aspect. Fitted to the SfM points per map; with --poses, "
+        "depth is taken as metric in the poses' unit.",
     )
     license: str = Field("unspecified", description="Licence of the videos, recorded per sample.")
     allow_missing_prompt: bool = Field(
