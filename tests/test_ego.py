@@ -247,6 +247,31 @@ def test_a_moved_object_leaves_the_loss():
     assert kept[~moved & actor].float().mean() > 0.97
 
 
+def test_the_arm_is_masked_between_where_the_hand_points_from_and_the_body():
+    """A right hand gripping with a bent wrist: its fingers point left, so the keypoints say
+    the forearm runs right, while the sleeve comes from the lower right. Both are masked, and
+    nothing above the hand; fingers pointing down (the wrist above them) give no forearm
+    direction, so the body's is used alone."""
+    from dwm_data.ego.masks import actor_masks
+    from dwm_data.hands.track import HandTrack
+
+    track = HandTrack.empty(2)
+    track.valid[:, 1] = True
+    fingers = np.array([[-1.0, 0.0], [0.0, 1.0]])  # frame 0 points left, frame 1 down
+    for frame, pointing in enumerate(fingers):
+        across = np.array([-pointing[1], pointing[0]])
+        bones = [np.array([200.0, 120.0])]  # the wrist, then four fingers of four joints
+        for finger in range(-2, 3):
+            base = bones[0] + across * finger * 6
+            bones += [base + pointing * (10 + 8 * joint) for joint in range(4)]
+        track.keypoints_px[frame, 1] = np.array(bones[:21])
+    masks = actor_masks(track, 320, 240, 0.3)
+    grip, down = masks
+    assert grip[120, 300] and grip[200, 260]  # the keypoint direction and the sleeve's
+    assert not grip[40, 200] and not grip[120, 40]  # above the hand, and past the fingers
+    assert down[220, 250] and not down[40, 200]  # the body's side, not above the wrist
+
+
 @pytest.mark.slow
 def test_sfm_recovers_the_true_path_and_refuses_a_partial_one(walk, tmp_path):
     """9 frames at 8 fps (every 2nd), the hand masked out of the features: all registered,
