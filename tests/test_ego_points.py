@@ -360,3 +360,32 @@ def test_a_points_video_is_a_member_checked_like_the_static_one(tmp_path):
     short = encode(still[:7], 8, codecs["static"])
     with pytest.raises(SampleError, match="k-3: points.mp4 has frames 7, video.mp4 has 9"):
         make_sample("k-3", triplet, 8, codecs, "p", meta, encoded={"points": short})
+
+
+@pytest.mark.slow
+def test_depth_fitted_to_a_real_reconstruction_takes_its_scale(walk, tmp_path):
+    """COLMAP's reconstruction of 9 frames has a scale of its own; the true depth fitted to its
+    points takes it: the fitted scale is the reconstruction's units per metre that the
+    similarity of its cameras to the true ones gives (within 3%), and the points line up with
+    the frames."""
+    import cv2
+
+    from dwm_data.ego.options import EgoSection, SfmSettings
+    from dwm_data.ego.points import points_video
+    from dwm_data.ego.sfm import reconstruct
+    from dwm_data.ego.trajectory import path_error
+
+    data, window = clip(walk), list(range(7, 25, 2))
+    frames, keep = data["frames"][window], data["keep"][window]
+    cameras = reconstruct(frames, keep, tmp_path / "sfm", SfmSettings())
+    units_per_metre = 1 / path_error(cameras.cam_to_world, data["poses"][window]).scale
+    video, report = points_video(
+        walk.parent, "walk", window, frames, keep, cameras, cameras.intrinsics, EgoSection()
+    )
+    fit = report["alignment"]
+    assert fit["frames_aligned"] == fit["frames"] == 8 and fit["median_sfm_points"] >= 50
+    assert fit["scale"] == pytest.approx(units_per_metre, rel=0.03), (fit, units_per_metre)
+    assert fit["median_relative_residual"] < 0.05
+    hand = np.stack([cv2.dilate((~k).astype(np.uint8), np.ones((9, 9))) for k in keep])
+    landed = video.any(axis=-1) & (hand == 0)
+    assert landed.mean() > 0.6 and psnr(video, frames, landed) > 20

@@ -137,7 +137,8 @@ def read_depth(file: Path, wanted: list[int], width: int, height: int) -> tuple[
             given = data["frames"] if "frames" in data.files else np.arange(len(maps))
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise UnitError("depth", f"{file.name} is not an .npz archive ({exc})") from exc
-    if maps.ndim != 3 or not (np.issubdtype(maps.dtype, np.integer) or maps.dtype.kind == "f"):
+    real = np.issubdtype(maps.dtype, np.integer) or maps.dtype.kind == "f"
+    if maps.ndim != 3 or not real or 0 in maps.shape[1:]:
         raise UnitError(
             "depth",
             f"{file.name}: '{kind}' must be real numbers (N, H, W), got {maps.dtype} {maps.shape}",
@@ -153,8 +154,8 @@ def read_depth(file: Path, wanted: list[int], width: int, height: int) -> tuple[
     if missing:
         raise UnitError(
             "depth",
-            f"{file.name} has no map for source frame {missing[0]} ({len(maps)} maps, frames "
-            f"{int(given.min()) if len(given) else '-'}..{int(given.max()) if len(given) else '-'})",
+            f"{file.name} has no map for source frame {missing[0]} ({len(maps)} maps"
+            + (f", frames {given.min()}..{given.max()})" if len(given) else ")"),
         )
     map_h, map_w = maps.shape[1:]
     if abs(map_w / map_h - width / height) > 0.01:
