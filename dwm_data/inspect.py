@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from dwm_data.errors import DwmDataError
-from dwm_data.sample import Sample
+from dwm_data.sample import OPTIONAL_VIDEOS, Sample
 from dwm_data.store import iter_members, shard_paths
+
+OPTIONAL_MEMBERS = ("camera.npy", "hands.npz", *(f"{name}.mp4" for name in OPTIONAL_VIDEOS))
 
 
 def inspect_shards(spec: str | Path) -> dict[str, Any]:
@@ -36,7 +38,7 @@ def inspect_shards(spec: str | Path) -> dict[str, Any]:
                 f"{info.frames} frames {info.width}x{info.height} @ {float(info.fps):g} fps"
             ] += 1
             pix_fmts["/".join(sample.infos[n].pix_fmt for n in ("video", "static", "hand"))] += 1
-            extras.update(n for n in ("camera.npy", "hands.npz", "points.mp4") if n in members)
+            extras.update(n for n in OPTIONAL_MEMBERS if n in members)
             if sample.prompt.strip():
                 prompts.append(sample.prompt.strip())
             else:
