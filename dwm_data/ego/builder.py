@@ -158,7 +158,7 @@ class EgoBuilder(Builder):
             "cameras": cameras.report,
             "static": static_meta,
             "masks": {
-                "method": "hand hull + forearm band from keypoints",
+                "method": "hand hull + forearm wedge (the hand's and its body's directions)",
                 "mean_coverage": round(float(1 - keep.mean()), 4),
                 "frames_with_actor": int((~keep).any(axis=(1, 2)).sum()),
             },
