@@ -402,6 +402,36 @@ def test_build_ego_with_given_poses(walk, tmp_path):
 
 
 @pytest.mark.slow
+def test_build_ego_places_the_hands_it_found_in_the_recovered_camera(walk, tmp_path):
+    """Without --hands-files the detector finds the hands once, in an assumed camera, before
+    the cameras are known; the sample's hands must sit in the camera it records: placing them
+    on their pixels in the json's intrinsics moves them nowhere."""
+    from dwm_data.cameras import Intrinsics
+    from dwm_data.hands.landmarks import lift_to_camera
+    from dwm_data.hands.track import HandTrack
+    from dwm_data.store import read_decoded
+
+    out = tmp_path / "run"
+    # the camera assumed before the cameras are known is not the walk's (70 degrees wide)
+    overrides = [*FAST_SPLAT, "ego.max_points=3000", "ego.hfov_deg=50"]
+    result = run(walk.parent, out, overrides, poses=str(walk.parent))
+    assert result.ok, failures(out)
+    ((sample, frames),) = list(read_decoded(out))
+    hands = sample.meta["hands"]
+    assert hands["landmarks"].startswith("mediapipe") and hands["frames_with_hands"] > 0
+    intr = sample.meta["intrinsics"]
+    size = sample.meta["width"], sample.meta["height"]
+    camera = Intrinsics(intr["fx"], intr["fy"], intr["cx"], intr["cy"], *size)
+    assumed = Intrinsics.from_fov(*size, 50.0)  # where the detector placed them first
+    track = HandTrack.from_npz(sample.hands)
+    for frame, side in zip(*np.nonzero(track.valid), strict=True):
+        placed, pixels = track.keypoints_cam[frame, side], track.keypoints_px[frame, side]
+        shape = placed - placed.mean(axis=0)
+        np.testing.assert_allclose(lift_to_camera(shape, pixels, camera), placed, atol=1e-4)
+        assert np.abs(lift_to_camera(shape, pixels, assumed) - placed).max() > 1e-3
+
+
+@pytest.mark.slow
 def test_still_camera_gets_the_first_frame_as_its_static_video(tmp_path):
     """A camera on a table: no reconstruction is tried; one frame from before the hand enters,
     repeated, is the static video, and json says so."""

@@ -18,6 +18,32 @@ def test_lift_to_camera_recovers_the_translation():
     np.testing.assert_allclose(lifted, truth, atol=1e-9)
 
 
+def test_a_track_moved_to_a_recovered_camera_keeps_its_pixels_and_shape():
+    """build-ego finds the hands in an assumed camera, then recovers the real one: the hands
+    must project onto the same pixels in it, with the same metric shape."""
+    from dwm_data.hands.backend import in_camera
+    from dwm_data.hands.track import HandTrack
+
+    rng = np.random.default_rng(1)
+    recovered = Intrinsics(410.0, 410.0, 352.0, 236.0, 720, 480)
+    track = HandTrack.empty(3)
+    track.valid[[0, 2], 1] = True
+    track.valid[2, 0] = True
+    for frame, side in zip(*np.nonzero(track.valid), strict=True):
+        shape = rng.normal(0, 0.04, (21, 3))
+        track.keypoints_px[frame, side] = project(shape + [0.1 * side, 0.05, 0.5], recovered)
+        track.keypoints_cam[frame, side] = lift_to_camera(shape, track.keypoints_px[frame, side], K)
+    moved = in_camera(track, recovered)
+    for frame, side in zip(*np.nonzero(track.valid), strict=True):
+        placed = moved.keypoints_cam[frame, side]
+        np.testing.assert_allclose(
+            project(placed, recovered), track.keypoints_px[frame, side], atol=1e-3
+        )
+        before = track.keypoints_cam[frame, side]
+        np.testing.assert_allclose(placed - placed.mean(0), before - before.mean(0), atol=1e-6)
+    assert np.isnan(moved.keypoints_cam[1]).all()  # no hand: nothing placed
+
+
 def _det(side: int, score: float, x: float) -> Detection:
     pixels = np.stack([np.linspace(x, x + 50, 21), np.linspace(100, 160, 21)], 1)
     return Detection(side, score, pixels, np.zeros((21, 3)))

@@ -37,8 +37,10 @@ from dwm_data.hands.backend import (
     chosen_backend,
     clean_and_follow,
     estimate_hands,
+    in_camera,
     landmark_track,
 )
+from dwm_data.hands.cleanup import CleanupReport
 from dwm_data.hands.track import HandTrack
 from dwm_data.sample import Sample, make_key, make_sample
 from dwm_data.video import fit_size, place, probe, read_frames
@@ -95,7 +97,7 @@ class EgoBuilder(Builder):
         work_h = _even(info.height * work_w / info.width)
         picks = resampled_frames(path, video.rate, video.frames)
         ctx.heartbeat(f"finding the hands in {len(picks)} frames")
-        presence = self._presence(path, picks, info.width, info.height, work_w, work_h)
+        presence, cleanup = self._presence(path, picks, info.width, info.height, work_w, work_h)
         start = choose_window(presence.valid.any(axis=1), video.frames, knobs.lead_frames)
         window = list(range(start, start + video.frames))
         source_frames = [picks[i] for i in window]
@@ -105,12 +107,10 @@ class EgoBuilder(Builder):
         ctx.heartbeat("recovering the cameras")
         cameras, moving = self._cameras(path, frames, keep, source_frames, ctx)
         ctx.heartbeat(f"estimating hands ({self.backend_name})")
+        # the detector's hands were found, cleaned up and followed once, on these very frames
+        landmarks = known if cleanup is None else in_camera(known, cameras.intrinsics)
         estimate = estimate_hands(
-            self.backend,
-            frames,
-            cameras.intrinsics,
-            knobs.max_gap,
-            known if self.options.hands_files else None,
+            self.backend, frames, cameras.intrinsics, knobs.max_gap, landmarks
         )
         scaled_w, scaled_h = fit_size(
             info.width, info.height, video.width, video.height, video.resize
@@ -167,7 +167,7 @@ class EgoBuilder(Builder):
                 "backend": self.backend_name,
                 "landmarks": "file" if self.options.hands_files else self.backend.detector.name,
                 "frames_with_hands": int(estimate.track.valid.any(axis=1).sum()),
-                "cleanup": estimate.cleanup.as_dict(),
+                "cleanup": (cleanup or estimate.cleanup).as_dict(),
             },
         }
         yield make_sample(
@@ -184,10 +184,11 @@ class EgoBuilder(Builder):
 
     def _presence(
         self, path: Path, picks: list[int], src_w: int, src_h: int, width: int, height: int
-    ) -> HandTrack:
-        """Hands in every resampled frame, in working pixels: from `<stem>.hands.npz` (source
-        frames and pixels), or the backend's detector cleaned up and followed where it lost
-        them (a hand the masks miss is learnt into the static scene)."""
+    ) -> tuple[HandTrack, CleanupReport | None]:
+        """Hands in every resampled frame, in working pixels, and the detector's clean-up:
+        from `<stem>.hands.npz` (source frames and pixels; no clean-up), or the backend's
+        detector cleaned up and followed where it lost them (a hand the masks miss is learnt
+        into the static scene). Placed in the assumed camera until the cameras are known."""
         if self.options.hands_files:
             file = path.with_suffix(HANDS_FILE_SUFFIX)
             if not file.is_file():
@@ -198,11 +199,11 @@ class EgoBuilder(Builder):
                     "hands",
                     f"{file.name} has {track.frames} frames, the video needs {max(picks) + 1}",
                 )
-            return track.select(picks).rescaled(width / src_w, height / src_h)
+            return track.select(picks).rescaled(width / src_w, height / src_h), None
         frames = read_frames(path, picks, width, height)
         assumed = Intrinsics.from_fov(width, height, self.knobs.hfov_deg)
-        found = landmark_track(frames, self.backend.detector, assumed)
-        return clean_and_follow(frames, found, assumed, self.knobs.max_gap)[0]
+        detected = landmark_track(frames, self.backend.detector, assumed)
+        return clean_and_follow(frames, detected, assumed, self.knobs.max_gap)
 
     def _cameras(
         self,

@@ -255,6 +255,18 @@ def landmark_track(frames: np.ndarray, detector: HandDetector, intrinsics: Intri
     return track
 
 
+def in_camera(track: HandTrack, intrinsics: Intrinsics) -> HandTrack:
+    """The track's hands in another camera with the same pixels (the one a reconstruction
+    recovered instead of the one assumed): each hand keeps its metric shape and moves to
+    project onto its pixels, as `landmark_track` placed it."""
+    placed = track.keypoints_cam.copy()
+    for frame, side in zip(*np.nonzero(track.valid), strict=True):
+        shape = placed[frame, side]
+        pixels = track.keypoints_px[frame, side]
+        placed[frame, side] = lift_to_camera(shape - shape.mean(axis=0), pixels, intrinsics)
+    return replace(track, keypoints_cam=placed)
+
+
 def estimate_hands(
     backend: HandBackend,
     frames: np.ndarray,
