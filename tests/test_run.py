@@ -76,6 +76,17 @@ def test_a_different_command_on_the_same_folder_is_refused(tmp_path):
     ).ok
 
 
+def test_sections_the_run_does_not_read_may_change_between_invocations(tmp_path):
+    """One recipe file for a project: its training settings and another source's knobs are
+    not this run's identity; its video settings are."""
+    out = tmp_path / "run"
+    assert build(BUILDER, {"units": 2}, recipe(), out, progress=False).ok
+    edited = recipe("train.learning_rate=0.5", "sample.steps=3", "ego.work_width=100")
+    assert build(BUILDER, {"units": 2}, edited, out, progress=False).ok
+    with pytest.raises(DwmDataError, match="differs in recipe video"):
+        build(BUILDER, {"units": 2}, recipe("video.frames=5"), out, progress=False)
+
+
 def test_other_run_settings_resume_the_same_run(tmp_path, caplog):
     """Workers, tasks, executor and timeouts are how a run is run, not which run it is."""
     first = build(BUILDER, {"units": 5}, recipe("run.workers=1"), tmp_path / "run", progress=False)

@@ -29,15 +29,17 @@ class Plan:
     loose: list[str] = field(default_factory=list)
 
     def identity(self) -> dict[str, Any]:
-        """What makes two commands the same run: builder, options, recipe and units.
+        """What makes two commands the same run: builder, options, the recipe it reads, units.
 
         Not the run settings (`run:` - workers, executor, timeouts) nor the task split, so a run
-        resumes on other resources; not the loose options.
+        resumes on other resources; not the loose options; not the sections only others read
+        (`train:`, another source's knobs), so one recipe file serves a whole project and an
+        edit to its training settings does not orphan a half-built dataset.
         """
         return {
             "builder": self.builder,
             "options": {k: v for k, v in self.options.items() if k not in self.loose},
-            "recipe": {k: v for k, v in self.recipe.items() if k != "run"},
+            "recipe": {k: v for k, v in self.recipe.items() if k not in _unread(self.builder)},
             "units": [u.id for u in self.units],
         }
 
@@ -65,6 +67,20 @@ class Plan:
     @property
     def units(self) -> list[WorkUnit]:
         return [u for units in self.tasks for u in units]
+
+
+def _unread(builder: str) -> set[str]:
+    """The recipe sections a run of `builder` never reads: the run settings, the consumers'
+    (the trainer's) and the knobs of the other sources, except those that run as a step of
+    any builder (captions), which count as read."""
+    from dwm_data.registry import CONSUMERS, SOURCES
+
+    unread = {"run"} | {section for c in CONSUMERS.values() for section in c.sections}
+    return unread | {
+        source.section
+        for name, source in SOURCES.items()
+        if source.section and name != builder and not source.step
+    }
 
 
 def split_tasks(units: Sequence[WorkUnit], tasks: int) -> list[list[WorkUnit]]:
