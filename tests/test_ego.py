@@ -267,7 +267,7 @@ def test_the_arm_is_masked_between_where_the_hand_points_from_and_the_body():
         track.keypoints_px[frame, 1] = np.array(bones[:21])
     masks = actor_masks(track, 320, 240, 0.3)
     grip, down = masks
-    assert grip[120, 300] and grip[200, 260]  # the keypoint direction and the sleeve's
+    assert grip[145, 300] and grip[200, 260]  # the keypoint direction and the sleeve's
     assert not grip[40, 200] and not grip[120, 40]  # above the hand, and past the fingers
     assert down[220, 250] and not down[40, 200]  # the body's side, not above the wrist
 

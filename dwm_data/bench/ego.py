@@ -82,6 +82,7 @@ def _aria_rows(workdir: Path) -> list[tuple[str, str]]:
     from dwm_data.ego.options import SfmSettings
     from dwm_data.ego.sfm import reconstruct
     from dwm_data.ego.trajectory import path_error
+    from dwm_data.errors import UnitError
     from dwm_data.fixtures.aria import SyntheticSpec, write_synthetic_capture
     from dwm_data.hands.track import HandTrack
     from dwm_data.recipe import load_recipe
@@ -102,7 +103,10 @@ def _aria_rows(workdir: Path) -> list[tuple[str, str]]:
     video = frames["video"]
     height, width = video.shape[1:3]
     keep = ~actor_masks(HandTrack.from_npz(sample.hands), width, height, 0.3)
-    cams = reconstruct(video, keep, workdir / "aria-sfm", SfmSettings())
+    try:
+        cams = reconstruct(video, keep, workdir / "aria-sfm", SfmSettings())
+    except UnitError as exc:  # a figure of its own: the other rows still print
+        return [("aria capture: SfM", f"failed: {exc}")]
     error = path_error(cams.cam_to_world, np.asarray(sample.camera))
     return [
         ("aria capture: registered frames", f"{cams.report['registered_frames']}/{len(video)}"),

@@ -20,7 +20,7 @@ BODY_DIRECTIONS = (np.array([-0.5, 1.0]), np.array([0.5, 1.0]))
 # A hand pointing further than this from its body direction (fingers down, a fist seen end-on)
 # gives no usable forearm direction: the body's is used alone.
 MAX_WEDGE_DEG = 100.0
-ARM_WIDTH = 0.8  # the forearm band's width, in hand sizes (a sleeve is wider than a wrist)
+ARM_WIDTH = 0.6  # the forearm band's width, in hand sizes (about a palm's width; grown by the margin)
 
 
 def actor_masks(track: HandTrack, width: int, height: int, margin: float) -> np.ndarray:
