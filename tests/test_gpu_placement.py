@@ -14,10 +14,10 @@ import pytest
 CYCLES = """
 import logging, sys
 logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(message)s")
-from dwm_data.trumans import blend
-bpy = blend.import_bpy()
+from dwm_data import blender
+bpy = blender.import_bpy()
 scene = bpy.context.scene
-device = blend.configure_cycles(scene, 64, 48, 1, True, 0)
+device = blender.configure_cycles(scene, 64, 48, 1, True, 0)
 prefs = bpy.context.preferences.addons["cycles"].preferences
 print("device", device, scene.cycles.device, scene.cycles.denoiser)
 print("listed", sorted({d.type for d in prefs.devices}))

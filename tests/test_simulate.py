@@ -589,7 +589,7 @@ def test_bad_input_is_one_line_and_writes_nothing(
 def _write_blend(path: Path) -> None:
     """A .blend with a grey wall and a red cube (emissive: the colours do not hang on lights),
     z up, metres, the camera-free scene a user might export."""
-    from dwm_data.trumans.blend import import_bpy
+    from dwm_data.blender import import_bpy
 
     bpy = import_bpy()
     bpy.ops.wm.read_factory_settings(use_empty=True)

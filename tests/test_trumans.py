@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dwm_data.errors import MissingAssetError, UnitError
-from dwm_data.trumans import release, schedule
+from dwm_data.trumans import blend, release, schedule
 from dwm_data.trumans.bodies import hand_mesh, load_fits, smplx_model_file
 from dwm_data.trumans.camera import Y_UP_TO_Z_UP, head_carried, smplx_rest_camera, y_up_to_z_up
 
@@ -65,6 +65,12 @@ def test_missing_release_is_one_clear_error(tmp_path):
         release.scenes(tmp_path)
     with pytest.raises(MissingAssetError, match="SMPLX_MALE.npz"):
         smplx_model_file(tmp_path, "male")
+    scene = tmp_path / "Recordings_blend" / "s" / "s.blend"
+    with pytest.raises(MissingAssetError) as info:
+        blend.open_scene(scene)
+    assert str(info.value) == (
+        f"TRUMANS scene .blend not found (looked in {scene}); check the release root and scene name"
+    )
 
 
 def test_fits_with_nan_fail_the_unit(tmp_path):

@@ -44,7 +44,7 @@ REC, STILL_REC = mini.RECORDINGS
 def open_scene(root: Path):
     from dwm_data.trumans import blend
 
-    return blend.open_blend(root / "release" / "Recordings_blend" / mini.SCENE / mini.BLEND_NAME)
+    return blend.open_scene(root / "release" / "Recordings_blend" / mini.SCENE / mini.BLEND_NAME)
 
 
 def official_reset(scene, armature, quaternion_mode: bool = True) -> None:

@@ -57,6 +57,7 @@ def _render_counts(release, tmp: Path, quick: bool) -> list[tuple[str, str]]:
 
 
 def _hand_pass_cost(release, recording: str, quick: bool) -> list[tuple[str, str]]:
+    from dwm_data import blender
     from dwm_data.cameras import world_to_camera
     from dwm_data.hands.render import render_mesh
     from dwm_data.trumans import blend
@@ -70,9 +71,9 @@ def _hand_pass_cost(release, recording: str, quick: bool) -> list[tuple[str, str
     knobs = TrumansRecipe(samples=samples, denoise=denoise)
     options = TrumansOptions(root=str(release.root))
     settings = PassSettings(width, height, video.frames, options, knobs)
-    scene = blend.open_blend(release.blend)
+    scene = blend.open_scene(release.blend)
     rec = blend.apply_recording(scene, recording)
-    blend.configure_cycles(scene, width, height, samples, denoise, 0)
+    blender.configure_cycles(scene, width, height, samples, denoise, 0)
     body = BlendBody(rec, settings.intrinsics)
     faces = body.hand_faces()
     hand_times = []
@@ -86,10 +87,10 @@ def _hand_pass_cost(release, recording: str, quick: bool) -> list[tuple[str, str
             if index:  # the first frame also creates the GL context
                 hand_times.append(time.perf_counter() - started)
         scene.frame_set(30)
-        blend.render_still(scene, Path(tmp) / "warm.png", False)  # BVH and kernels are built once
+        blender.render_still(scene, Path(tmp) / "warm.png", False)  # BVH and kernels are built once
         scene.frame_set(33)
         started = time.perf_counter()
-        blend.render_still(scene, Path(tmp) / "frame.png", False)
+        blender.render_still(scene, Path(tmp) / "frame.png", False)
         cycles = time.perf_counter() - started
     hand = float(np.median(hand_times))
     return [

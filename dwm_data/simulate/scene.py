@@ -5,7 +5,7 @@
 - a mesh (`.glb`, `.gltf`, `.obj`, or a `.ply` with faces) read by trimesh and drawn by pyrender
   (EGL/OSMesa headless, as the hand renderer), with its own materials or vertex colours, an
   ambient light and a light at the camera;
-- a `.blend` through bpy and Cycles with the TRUMANS pass settings (`dwm_data.trumans.blend`).
+- a `.blend` through bpy and Cycles with the TRUMANS pass settings (`dwm_data.blender`).
 
 The toolkit's world is z-up metres. A scene file's own up axis and unit are options (`up`,
 `scale`: metres per scene unit), applied by mapping the cameras into the scene's frame rather
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dwm_data.cameras import Intrinsics, opencv_to_blender
-from dwm_data.errors import DwmDataError, MissingAssetError
+from dwm_data.errors import DwmDataError
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
 UP_AXES = ("x", "-x", "y", "-y", "z", "-z")
@@ -214,24 +214,20 @@ class BlendScene:
         horizontal field of view, one still per frame."""
         from PIL import Image
 
-        from dwm_data.trumans import blend
-        from dwm_data.trumans.camera import new_camera
+        from dwm_data import blender
 
-        try:
-            scene = blend.open_blend(self.path)
-        except MissingAssetError as exc:  # it exists (checked); bpy refused it
-            raise DwmDataError(str(exc)) from exc
-        blend.configure_cycles(
+        scene = blender.open_blend(self.path, "scene .blend", "check the SCENE argument")
+        blender.configure_cycles(
             scene, intrinsics.width, intrinsics.height, self.samples, denoise=False, threads=0
         )
-        camera = new_camera(scene, intrinsics, "DWM_SimulateCamera")
+        camera = blender.new_camera(scene, intrinsics, "DWM_SimulateCamera")
         scene.camera = camera
         frames = []
         with tempfile.TemporaryDirectory() as folder:
             for index, pose in enumerate(poses):
-                camera.matrix_world = blend.to_matrix(opencv_to_blender(pose))
+                camera.matrix_world = blender.to_matrix(opencv_to_blender(pose))
                 target = Path(folder) / f"{index:05d}.png"
-                blend.render_still(scene, target, blend.compositing(scene))
+                blender.render_still(scene, target, blender.compositing(scene))
                 frames.append(np.asarray(Image.open(target).convert("RGB")))
         return np.stack(frames)
 

@@ -13,16 +13,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dwm_data import blender
 from dwm_data.cameras import Intrinsics, opencv_to_blender
 from dwm_data.errors import MissingAssetError, UnitError
 from dwm_data.extras import require
 from dwm_data.trumans import blend
 from dwm_data.trumans.camera import (
+    CAMERA_NAME,
     Y_UP_TO_Z_UP,
     attach_to_cc_head,
-    camera_to_world,
     head_carried,
-    new_camera,
     smplx_rest_camera,
     y_up_to_z_up,
 )
@@ -91,7 +91,7 @@ class BlendBody:
     backend = "cc4-vertex-groups"
 
     def __init__(self, recording: blend.Recording, intrinsics: Intrinsics):
-        import bpy
+        bpy = blender.import_bpy()
 
         self.recording = recording
         if BODY_MESH not in bpy.data.objects:
@@ -129,7 +129,7 @@ class BlendBody:
         return blend.actor_objects(self.recording.armature)
 
     def hand_vertices(self) -> list[np.ndarray]:
-        import bpy
+        bpy = blender.import_bpy()
 
         evaluated = self.body.evaluated_get(bpy.context.evaluated_depsgraph_get())
         mesh = evaluated.to_mesh()
@@ -288,10 +288,10 @@ class SmplxBody:
     backend = "smplx"
 
     def __init__(self, recording: blend.Recording, intrinsics: Intrinsics, motion: SmplxMotion):
-        import bpy
+        bpy = blender.import_bpy()
 
         self.motion = motion
-        blend.set_hidden(blend.actor_objects(recording.armature), True)
+        blender.set_hidden(blend.actor_objects(recording.armature), True)
         mesh = bpy.data.meshes.new("SMPLX_Body")
         mesh.from_pydata(motion.vertices[0].astype(float).tolist(), [], motion.faces.tolist())
         material = bpy.data.materials.new("SMPLX_Skin")
@@ -299,7 +299,7 @@ class SmplxBody:
         mesh.materials.append(material)
         self.mesh_object = bpy.data.objects.new("SMPLX_Body", mesh)
         recording.scene.collection.objects.link(self.mesh_object)
-        self.camera = new_camera(recording.scene, intrinsics)
+        self.camera = blender.new_camera(recording.scene, intrinsics, CAMERA_NAME)
         recording.scene.camera = self.camera
         self.current = 0
 
@@ -312,7 +312,7 @@ class SmplxBody:
         mesh = self.mesh_object.data
         mesh.vertices.foreach_set("co", self.motion.vertices[frame].ravel())
         mesh.update()
-        self.camera.matrix_world = blend.to_matrix(opencv_to_blender(self.motion.cameras[frame]))
+        self.camera.matrix_world = blender.to_matrix(opencv_to_blender(self.motion.cameras[frame]))
 
     def actor(self) -> list[Any]:
         return [self.mesh_object]
@@ -326,4 +326,4 @@ class SmplxBody:
 
 
 def current_camera(body: Body) -> np.ndarray:
-    return camera_to_world(body.camera)
+    return blender.camera_to_world(body.camera)

@@ -9,12 +9,12 @@ in the rest model, carried by the head joint: T(t) = G_head(t) G_head(rest)^-1 T
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from dwm_data.cameras import Intrinsics, blender_to_opencv
+from dwm_data import blender
+from dwm_data.cameras import Intrinsics
 from dwm_data.errors import UnitError
 
 EYE_MESH = "CC_Base_Eye"
@@ -32,25 +32,11 @@ def y_up_to_z_up(points: np.ndarray) -> np.ndarray:
     return points @ Y_UP_TO_Z_UP[:3, :3].T
 
 
-def new_camera(scene: Any, intrinsics: Intrinsics, name: str = CAMERA_NAME) -> Any:
-    """A camera whose horizontal field of view matches `intrinsics` at any aspect ratio."""
-    import bpy
-
-    data = bpy.data.cameras.new(name)
-    data.lens_unit = "FOV"
-    data.sensor_fit = "HORIZONTAL"  # AUTO would switch to vertical for portrait sizes
-    data.angle = 2 * math.atan(intrinsics.width / (2 * intrinsics.fx))
-    camera = bpy.data.objects.new(name, data)
-    scene.collection.objects.link(camera)
-    camera.rotation_mode = "QUATERNION"
-    return camera
-
-
 def attach_to_cc_head(scene: Any, armature: Any, intrinsics: Intrinsics, first: int) -> Any:
     """The official ego camera on the CC4 avatar; the scene is left at frame `first`."""
-    import bpy
     from mathutils import Matrix, Vector
 
+    bpy = blender.import_bpy()
     if EYE_MESH not in bpy.data.objects:
         raise UnitError("camera", f"no '{EYE_MESH}' mesh to place the ego camera")
     if CAMERA_BONE not in armature.pose.bones:
@@ -70,7 +56,7 @@ def attach_to_cc_head(scene: Any, armature: Any, intrinsics: Intrinsics, first: 
     position = eye.matrix_world @ centre
     rotation = Vector((0.0, -1.0, 0.0)).to_track_quat("-Z", "Y")
     world = Matrix.Translation(position) @ rotation.to_matrix().to_4x4()
-    camera = new_camera(scene, intrinsics)
+    camera = blender.new_camera(scene, intrinsics, CAMERA_NAME)
     camera.parent = armature
     camera.parent_type = "BONE"
     camera.parent_bone = CAMERA_BONE
@@ -79,11 +65,6 @@ def attach_to_cc_head(scene: Any, armature: Any, intrinsics: Intrinsics, first: 
     scene.camera = camera
     scene.frame_set(first)  # the action puts the avatar back in its recorded pose
     return camera
-
-
-def camera_to_world(camera: Any) -> np.ndarray:
-    """The evaluated camera pose as an OpenCV camera-to-world matrix (Blender world, metres)."""
-    return blender_to_opencv(np.array(camera.matrix_world, dtype=np.float64))
 
 
 def smplx_rest_camera(rest_joints: np.ndarray) -> np.ndarray:

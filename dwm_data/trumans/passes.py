@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from dwm_data import blender
 from dwm_data.cameras import Intrinsics, opencv_to_blender, world_to_camera
 from dwm_data.errors import MissingAssetError, UnitError
 from dwm_data.trumans import blend, schedule
@@ -28,7 +29,6 @@ from dwm_data.trumans.bodies import (
     evaluate_smplx,
     load_fits,
 )
-from dwm_data.trumans.camera import new_camera
 from dwm_data.trumans.frames import FrameCache
 from dwm_data.trumans.options import TrumansOptions, TrumansRecipe
 from dwm_data.trumans.release import Recording, smplx_result_path
@@ -74,14 +74,14 @@ def render_recording(
     """Yield the chosen clips of one recording, rendered (or read back from `scratch`)."""
     from dwm_data.hands.render import render_mesh
 
-    scene = blend.open_blend(recording.blend(root))
+    scene = blend.open_scene(recording.blend(root))
     rec = blend.apply_recording(scene, recording.name)
     if rec is None:
         heartbeat(f"{recording.name}: skipped, its animation set has no action for the actor")
         return
-    file_compositing = blend.compositing(scene)
+    file_compositing = blender.compositing(scene)
     knobs = settings.knobs
-    device = blend.configure_cycles(
+    device = blender.configure_cycles(
         scene,
         settings.width,
         settings.height,
@@ -99,11 +99,11 @@ def render_recording(
             f"at every {knobs.frame_skip}th frame",
         )
     stepped = schedule.stepped_frames(rec.first, rec.last, knobs.frame_skip)
-    poses = blend.object_poses(scene, rec.objects, stepped)
+    poses = blender.object_poses(scene, rec.objects, stepped)
     moving = {clip.index: schedule.moving_objects(poses, stepped, clip) for clip in windows}
     chosen = [c for c in windows if settings.options.clips == "all" or moving[c.index]]
     body = _make_body(root, recording, rec, settings)
-    static_camera = new_camera(scene, settings.intrinsics, STATIC_CAMERA)
+    static_camera = blender.new_camera(scene, settings.intrinsics, STATIC_CAMERA)
     cache = FrameCache(scratch)
     intrinsics = settings.intrinsics
     info = {
@@ -139,7 +139,7 @@ def render_recording(
             hand.append(cache.put_array("hand", f"{frame:06d}", hand_frame))
             video.append(
                 cache.get(
-                    "interaction", f"{frame:06d}", lambda p: blend.render_still(scene, p, False)
+                    "interaction", f"{frame:06d}", lambda p: blender.render_still(scene, p, False)
                 )
             )
         static = _static_frames(
@@ -209,11 +209,11 @@ def _static_frames(
         nonlocal prepared
         if not prepared:
             scene.frame_set(clip.start)
-            blend.set_hidden(actor, True)
+            blender.set_hidden(actor, True)
             scene.camera = static_camera
             prepared = True
-        static_camera.matrix_world = blend.to_matrix(opencv_to_blender(cameras[frame]))
-        blend.render_still(scene, path, compositing)
+        static_camera.matrix_world = blender.to_matrix(opencv_to_blender(cameras[frame]))
+        blender.render_still(scene, path, compositing)
 
     try:
         return [
