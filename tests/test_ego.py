@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from dwm_data.build import build
 from dwm_data.ego.clips import choose_window, find_videos
@@ -299,6 +300,30 @@ def test_sfm_recovers_the_true_path_and_refuses_a_partial_one(walk, tmp_path):
     noise = np.random.default_rng(0).integers(0, 255, (3, 180, 240, 3), dtype=np.uint8)
     with pytest.raises(UnitError, match="partial reconstruction: 9 of 12"):
         reconstruct(np.concatenate([frames, noise]), None, tmp_path / "partial", SfmSettings())
+
+
+@pytest.mark.slow
+def test_a_stalled_reconstruction_is_started_again_narrower(tmp_path):
+    """The official clip 00017, its actor masked as build-ego masks it: mapping from COLMAP's
+    16-degree start registers 3 of 49 frames and stops; from the next start of the ladder it
+    registers all 49 (json says which start)."""
+    from dwm_data.cameras import Intrinsics
+    from dwm_data.ego.masks import actor_masks
+    from dwm_data.ego.options import SfmSettings
+    from dwm_data.ego.sfm import reconstruct
+    from dwm_data.hands.backend import clean_and_follow, landmark_track
+    from dwm_data.hands.landmarks import MediaPipeHands
+    from dwm_data.video import read_frames
+
+    clip = shared_path("dwm_realworld/realworld_dynamic/videos/00017.mp4")
+    frames = read_frames(clip, list(range(49)), 480, 320)
+    assumed = Intrinsics.from_fov(480, 320, 70.0)
+    track, _ = clean_and_follow(frames, landmark_track(frames, MediaPipeHands(), assumed), assumed)
+    keep = ~actor_masks(track, 480, 320, 0.3)
+    with pytest.raises(UnitError, match="partial reconstruction: 3 of 49"):
+        reconstruct(frames, keep, tmp_path / "once", SfmSettings(init_retry_angles_deg=()))
+    cams = reconstruct(frames, keep, tmp_path / "ladder", SfmSettings())
+    assert cams.report["registered_frames"] == 49 and cams.report["init_min_angle_deg"] == 12.0
 
 
 _BUILD = """

@@ -25,7 +25,7 @@ import numpy as np
 from dwm_data.builder import Builder, UnitContext, WorkUnit
 from dwm_data.cameras import Intrinsics
 from dwm_data.ego.clips import choose_window, find_videos, resampled_frames
-from dwm_data.ego.masks import actor_masks
+from dwm_data.ego.masks import actor_masks, grown
 from dwm_data.ego.options import EgoOptions, EgoSection
 from dwm_data.ego.sfm import Cameras
 from dwm_data.errors import DwmDataError, UnitError
@@ -104,6 +104,7 @@ class EgoBuilder(Builder):
         frames = read_frames(path, source_frames, work_w, work_h)
         known = presence.select(window)
         keep = ~actor_masks(known, work_w, work_h, knobs.hand_margin)
+        scene_keep = ~grown(~keep, round(knobs.scene_mask_grow * work_w))  # splat, points
         ctx.heartbeat("recovering the cameras")
         cameras, moving = self._cameras(path, frames, keep, source_frames, ctx)
         ctx.heartbeat(f"estimating hands ({self.backend_name})")
@@ -119,11 +120,11 @@ class EgoBuilder(Builder):
         out_frames = read_frames(path, source_frames, video.width, video.height, video.resize)
         content = cameras.intrinsics.scaled(scaled_w, scaled_h)
         points, points_meta = self._points(
-            path, source_frames, frames, keep, cameras, moving, content, ctx
+            path, source_frames, frames, scene_keep, cameras, moving, content, ctx
         )
         if moving:
             ctx.heartbeat("fitting the static scene")
-            static, static_meta = self._static(unit, frames, keep, cameras, content, ctx)
+            static, static_meta = self._static(unit, frames, scene_keep, cameras, content, ctx)
         else:
             rest = _rest_frame(presence.valid.any(axis=1), start)
             still = read_frames(path, [picks[rest]], video.width, video.height, video.resize)
@@ -160,6 +161,7 @@ class EgoBuilder(Builder):
             "masks": {
                 "method": "hand hull + forearm wedge (the hand's and its body's directions)",
                 "mean_coverage": round(float(1 - keep.mean()), 4),
+                "scene_coverage": round(float(1 - scene_keep.mean()), 4),
                 "frames_with_actor": int((~keep).any(axis=(1, 2)).sum()),
             },
             "hands": {

@@ -20,7 +20,9 @@ BODY_DIRECTIONS = (np.array([-0.5, 1.0]), np.array([0.5, 1.0]))
 # A hand pointing further than this from its body direction (fingers down, a fist seen end-on)
 # gives no usable forearm direction: the body's is used alone.
 MAX_WEDGE_DEG = 100.0
-ARM_WIDTH = 0.6  # the forearm band's width, in hand sizes (about a palm's width; grown by the margin)
+ARM_WIDTH = (
+    0.6  # the forearm band's width, in hand sizes (about a palm's width; grown by the margin)
+)
 
 
 def actor_masks(track: HandTrack, width: int, height: int, margin: float) -> np.ndarray:
@@ -63,3 +65,14 @@ def _forearm_wedge(points: np.ndarray, side: int, size: float, reach: int) -> np
         far = wrist + ray * 2 * reach
         corners += [wrist + across, wrist - across, far + across, far - across]
     return cv2.convexHull(np.round(np.array(corners)).astype(np.int32))
+
+
+def grown(actor: np.ndarray, pixels: int) -> np.ndarray:
+    """(F, H, W) actor masks grown by `pixels` each way. Structure from motion needs the scene's
+    features next to the actor, while the splat and the point cloud lose nothing by masking a
+    margin more (other frames see it) and keep the actor's fringe out of the static scene."""
+    cv2 = require("cv2", "ego")
+    if pixels <= 0:
+        return actor
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return np.stack([cv2.dilate(m.astype(np.uint8), kernel) > 0 for m in actor])

@@ -32,6 +32,9 @@ class SfmSettings(BaseModel):
         20, gt=0
     )  # a frame registers with this many 2D-3D inliers (COLMAP: 30)
     init_min_angle_deg: float = Field(16.0, gt=0)  # the initial pair's triangulation angle
+    # When the reconstruction from that start leaves frames unposed, mapping (not the features
+    # or matches) is tried again from narrower starts, in this order; json records the one used.
+    init_retry_angles_deg: tuple[float, ...] = (12.0, 8.0)
     threads: int = Field(1, gt=0)  # runs parallelise over worker processes
 
 
@@ -52,6 +55,11 @@ class EgoSection(BaseModel):
     # first hand when the video has one (marked in json).
     min_motion: float = Field(0.02, ge=0)
     hand_margin: float = Field(0.3, ge=0)  # hand masks grow the hull by this share of its size
+    # The splat and the point cloud mask the actor this share of the width more than structure
+    # from motion does (which needs the features beside the actor): the 0.8 hand-size arm band
+    # this stands for kept the sleeves of the official clip 00039 out of its static video, and
+    # cost the generated Aria capture its reconstruction when its features were masked too.
+    scene_mask_grow: float = Field(0.02, ge=0, lt=0.5)
     max_gap: int = Field(2, ge=0)  # frames bridged by the hand track's temporal clean-up
     sfm: SfmSettings = SfmSettings()
     train_width: int = Field(320, gt=0)  # the splat trains at most this wide
