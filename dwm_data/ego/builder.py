@@ -134,11 +134,6 @@ class EgoBuilder(Builder):
                 "source_frame": picks[rest],
                 "actor_free": bool(rest < start),
             }
-        if moving:  # the actor must be gone: the detector is asked to find it again
-            ctx.heartbeat("looking for hands in the static video")
-            any_camera = Intrinsics.from_fov(video.width, video.height, knobs.hfov_deg)
-            seen = landmark_track(static, self.backend.detector, any_camera)
-            static_meta["frames_with_hands"] = int(seen.valid.any(axis=1).sum())
         if points_meta is not None:
             static_meta["points"] = points_meta
         hand_video = self._hand_video(estimate, scaled_w, scaled_h, video.width, video.height)
@@ -172,7 +167,7 @@ class EgoBuilder(Builder):
                 "cleanup": (cleanup or estimate.cleanup).as_dict(),
             },
         }
-        yield make_sample(
+        sample = make_sample(
             make_key("ego", *unit.id.split("/")),
             {"video": out_frames, "static": static, "hand": hand_video}
             | ({} if points is None else {"points": points}),
@@ -183,6 +178,23 @@ class EgoBuilder(Builder):
             camera=cameras.cam_to_world.astype(np.float32),
             hands=track.to_npz(),
         )
+        if moving:
+            ctx.heartbeat("looking for hands in the static video")
+            sample.meta["static"]["frames_with_hands"] = self._hands_seen(sample.static)
+        yield sample
+
+    def _hands_seen(self, static_mp4: bytes) -> int:
+        """Frames of the static video as stored in which the detector finds a hand: the actor
+        must be gone from what users get, and at its egocentric thresholds (a low-scored hand
+        is tracked on) the detector's verdict on a blurred region can flip with the encoder's
+        noise, so it is asked about the encoded frames, not the rendered ones."""
+        from dwm_data.video import decode
+
+        frames = decode(static_mp4)
+        height, width = frames.shape[1:3]
+        any_camera = Intrinsics.from_fov(width, height, self.knobs.hfov_deg)
+        seen = landmark_track(frames, self.backend.detector, any_camera)
+        return int(seen.valid.any(axis=1).sum())
 
     def _presence(
         self, path: Path, picks: list[int], src_w: int, src_h: int, width: int, height: int
