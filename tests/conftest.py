@@ -34,6 +34,26 @@ def tiny_recipe():
     return load_recipe("tiny")
 
 
+# build-ego's tests: a splat small enough for a test (few steps at a low training width) ...
+FAST_SPLAT = [
+    "ego.train_width=96",
+    "ego.splat.steps=120",
+    "ego.splat.refine_start=30",
+    "ego.splat.refine_every=20",
+    "ego.splat.refine_stop=100",
+    "ego.splat.max_gaussians=4000",
+]
+
+
+@pytest.fixture(scope="module")
+def walk(tmp_path_factory) -> Path:
+    """... and the generated walk (2 s at 16 fps, a hand from 0.4 s), with what a capture rig
+    adds beside it: hands, true poses and true depth."""
+    from dwm_data.fixtures.ego import write_ego_video
+
+    return write_ego_video(tmp_path_factory.mktemp("ego") / "videos", 2.0)
+
+
 def _import_or_fail(modname: str, minversion: str | None = None, reason: str | None = None, **_):
     """Under CI every dependency is installed: a module that cannot be imported is a broken
     install, so it fails the run instead of quietly skipping the tests that need it."""

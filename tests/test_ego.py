@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import FAST_SPLAT, shared_path
 
 from dwm_data.build import build
 from dwm_data.ego.clips import choose_window, find_videos
@@ -23,24 +23,6 @@ from dwm_data.ego.trajectory import path_error, similarity
 from dwm_data.errors import DwmDataError, UnitError
 from dwm_data.recipe import load_recipe
 from dwm_data.video import Codec, decode, encode
-
-# A splat small enough for a test: few steps at a low training width.
-FAST_SPLAT = [
-    "ego.train_width=96",
-    "ego.splat.steps=120",
-    "ego.splat.refine_start=30",
-    "ego.splat.refine_every=20",
-    "ego.splat.refine_stop=100",
-    "ego.splat.max_gaussians=4000",
-]
-
-
-@pytest.fixture(scope="module")
-def walk(tmp_path_factory) -> Path:
-    """The generated walk (2 s at 16 fps, a hand from 0.4 s) with its hands and true poses."""
-    from dwm_data.fixtures.ego import write_ego_video
-
-    return write_ego_video(tmp_path_factory.mktemp("ego") / "videos", 2.0)
 
 
 def run(source: Path, out: Path, overrides: list[str] = (), **options):

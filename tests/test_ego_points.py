@@ -12,32 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FAST_SPLAT
 
+from dwm_data.bench.ego import masked_psnr
 from dwm_data.errors import UnitError
 from dwm_data.recipe import load_recipe
 
-FAST_SPLAT = [
-    "ego.train_width=96",
-    "ego.splat.steps=120",
-    "ego.splat.refine_start=30",
-    "ego.splat.refine_every=20",
-    "ego.splat.refine_stop=100",
-    "ego.splat.max_gaussians=4000",
-    "ego.max_points=3000",
-]
-
-
-@pytest.fixture(scope="module")
-def walk(tmp_path_factory) -> Path:
-    """The generated walk (2 s at 16 fps, a hand from 0.4 s), with its true poses and depth."""
-    from dwm_data.fixtures.ego import write_ego_video
-
-    return write_ego_video(tmp_path_factory.mktemp("ego") / "videos", 2.0)
-
-
-def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
-    error = ((a[where].astype(float) - b[where].astype(float)) ** 2).mean()
-    return float(10 * np.log10(255**2 / error))
+# with --poses the splat starts from frustum points: few of them
+SPLAT = [*FAST_SPLAT, "ego.max_points=3000"]
 
 
 def clip(walk: Path) -> dict:
@@ -145,10 +127,13 @@ def test_points_of_one_frame_drawn_in_another_camera_reproduce_it(walk):
         world = cam @ poses[i][:3, :3].T + poses[i][:3, 3]
         uv = project((world - poses[j][:3, 3]) @ poses[j][:3, :3], intr).astype(np.float32)
         warped = cv2.remap(frames[j], uv[..., 0], uv[..., 1], cv2.INTER_LINEAR)
-        ours, reference = psnr(drawn, frames[i], landed), psnr(warped, frames[i], landed)
+        ours, reference = (
+            masked_psnr(drawn, frames[i], landed),
+            masked_psnr(warped, frames[i], landed),
+        )
         assert landed.mean() > 0.75, (j, i, landed.mean())
         assert ours > 25 and ours > reference - 2, (j, i, ours, reference)
-        assert ours > psnr(frames[j], frames[i], landed) + 10
+        assert ours > masked_psnr(frames[j], frames[i], landed) + 10
 
 
 def _scene_points(rng: np.random.Generator) -> np.ndarray:
@@ -220,7 +205,9 @@ def test_alignment_recovers_a_scale_and_a_disparity_scale_and_shift(walk, tmp_pa
         small = np.stack([cv2.resize(f, (120, 90), interpolation=cv2.INTER_AREA) for f in frames])
         outside = np.stack([cv2.resize(k.astype(np.uint8), (120, 90)) > 0 for k in keep])
         landed = video.any(axis=-1) & outside
-        assert landed.mean() > 0.5 and psnr(video, small, landed) > 20, psnr(video, small, landed)
+        assert landed.mean() > 0.5 and masked_psnr(video, small, landed) > 20, masked_psnr(
+            video, small, landed
+        )
 
 
 @pytest.mark.slow
@@ -241,7 +228,7 @@ def test_depth_that_does_not_fit_fails_the_unit_with_its_reason(walk, tmp_path):
     result = build(
         "build-ego",
         {**options, "depth": str(videos)},
-        load_recipe("tiny", FAST_SPLAT),
+        load_recipe("tiny", SPLAT),
         out,
         progress=False,
     )
@@ -297,7 +284,7 @@ def test_build_ego_with_poses_and_depth_writes_a_points_video(walk, tmp_path):
     out = tmp_path / "run"
     folder = str(walk.parent)
     options = {"source": folder, "hands_files": True, "poses": folder, "depth": folder}
-    result = build("build-ego", options, load_recipe("tiny", FAST_SPLAT), out, progress=False)
+    result = build("build-ego", options, load_recipe("tiny", SPLAT), out, progress=False)
     assert result.ok
     ((sample, frames),) = list(read_decoded(out))
     assert sample.points is not None and frames["points"].shape == frames["video"].shape
@@ -316,10 +303,10 @@ def test_build_ego_with_poses_and_depth_writes_a_points_video(walk, tmp_path):
     )
     landed = (frames["points"].max(axis=-1) > 10) & (hand == 0)
     assert landed.mean() > 0.4
-    assert psnr(frames["points"], frames["video"], landed) > 18
+    assert masked_psnr(frames["points"], frames["video"], landed) > 18
     assert (
-        psnr(frames["points"], frames["video"], landed)
-        > psnr(np.roll(frames["points"], 8, axis=2), frames["video"], landed) + 3
+        masked_psnr(frames["points"], frames["video"], landed)
+        > masked_psnr(np.roll(frames["points"], 8, axis=2), frames["video"], landed) + 3
     )  # lined up: shifted by 8 of 64 pixels it is clearly worse
 
 
@@ -388,4 +375,4 @@ def test_depth_fitted_to_a_real_reconstruction_takes_its_scale(walk, tmp_path):
     assert fit["median_relative_residual"] < 0.05
     hand = np.stack([cv2.dilate((~k).astype(np.uint8), np.ones((9, 9))) for k in keep])
     landed = video.any(axis=-1) & (hand == 0)
-    assert landed.mean() > 0.6 and psnr(video, frames, landed) > 20
+    assert landed.mean() > 0.6 and masked_psnr(video, frames, landed) > 20

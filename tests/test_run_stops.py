@@ -80,13 +80,18 @@ def finish(driver: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
     return driver.returncode, driver.log.read_text()  # type: ignore[attr-defined]
 
 
+def running(out: Path) -> list[dict]:
+    """The records of the running files (a worker may be replacing one as it is read)."""
+    records = []
+    for path in (out / "running").glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            records.append(json.loads(path.read_text()))
+    return records
+
+
 def in_flight_since(out: Path, moment: float) -> bool:
     """Whether a worker started after `moment` is processing a unit."""
-    for path in (out / "running").glob("*.json") if (out / "running").exists() else []:
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(path.read_text())["since"] > moment:
-                return True
-    return False
+    return any(record["since"] > moment for record in running(out))
 
 
 def processed(out: Path) -> Counter[str]:
@@ -128,11 +133,7 @@ def last_units(out: Path) -> set[str]:
 
 def ends_a_task(out: Path, last: set[str]) -> bool:
     """Whether a worker is on its task's last unit, the only one whose end closes a shard here."""
-    for path in (out / "running").glob("*.json"):
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(path.read_text())["unit"] in last:
-                return True
-    return False
+    return any(record["unit"] in last for record in running(out))
 
 
 @pytest.mark.slow
